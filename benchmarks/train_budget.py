@@ -1,0 +1,72 @@
+"""Train a recipe on the challenge data for a wall-clock budget, then score val under both protocols.
+
+Usage (the rows in BENCHMARKS.md name their exact command):
+    python benchmarks/train_budget.py --config baseline --data DATA/DepthEstimationUnreal --minutes 30 \
+        --name baseline-scratch-30min model.pretrained=none
+
+Prints a table and writes benchmarks/results/<name>.json (metrics, protocol, timing, machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from depthforge.config import load_config
+from depthforge.data import build_dataset
+from depthforge.engine import train
+from depthforge.inference import load_checkpoint
+from depthforge.metrics import get_protocol
+from depthforge.metrics.runner import evaluate_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--data", required=True, help="unpacked DepthEstimationUnreal folder")
+    parser.add_argument("--minutes", type=float, required=True, help="training wall-clock budget")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--runs", default="runs/bench")
+    parser.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+
+    out = Path(args.runs) / args.name
+    cfg = load_config(args.config, [f"data.root={args.data}", "data.name=challenge", f"out={out}",
+                                    f"train.max_minutes={args.minutes}", "train.progress_bar=false"]
+                      + args.overrides)
+    start = time.perf_counter()
+    train(cfg)
+    train_minutes = (time.perf_counter() - start) / 60
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    steps, epochs = ckpt["global_step"], ckpt["epoch"]
+
+    model, cfg = load_checkpoint(out / "checkpoints" / f"{args.checkpoint}.ckpt")
+    row = {"name": args.name, "config": args.config, "overrides": args.overrides, "train_minutes": train_minutes,
+           "steps": steps, "epochs_completed": epochs, "images_seen": steps * cfg.data.batch_size,
+           "train_images_per_s": steps * cfg.data.batch_size / (train_minutes * 60),
+           "params": sum(p.numel() for p in model.parameters()),
+           "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                      f"torch {torch.__version__}, {'cuda' if torch.cuda.is_available() else 'cpu'}",
+           "scored_checkpoint": args.checkpoint, "results": {}}
+    for proto_name in ("challenge", "standard"):
+        raw = build_dataset(cfg.data.__class__(**{**cfg.data.__dict__, "max_depth": float("inf")}), "val", train=False)
+        result = evaluate_model(model, raw, cfg.data, get_protocol(proto_name))
+        row["results"][proto_name] = result
+    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
+    Path(f"benchmarks/results/{args.name}.json").write_text(json.dumps(row, indent=2))
+
+    print(f"| {'run':<28} | protocol  |  RMSE  |  SSIM  | AbsRel | delta1 | min  | img/s |")
+    for proto_name, result in row["results"].items():
+        m = result["metrics"]
+        print(f"| {args.name:<28} | {proto_name:<9} | {m['rmse']:.3f}  | {m['ssim']:.3f}  | {m['abs_rel']:.3f}  | "
+              f"{m['delta1']:.3f}  | {train_minutes:.0f} | {row['train_images_per_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Run configuration: typed dataclasses, YAML recipes and dotted command-line overrides.
+
+A recipe is a YAML file whose keys mirror :class:`Config`. Unknown keys are an error (a typo would otherwise
+silently train the wrong thing). The resolved config is written beside every run and stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECIPE_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot be applied; the message names the key and the fix."""
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded procedural data set (no download)."""
+
+    num_train: int = 256
+    num_val: int = 64
+    height: int = 144
+    width: int = 256
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they are batched."""
+
+    name: str = "synthetic"  # synthetic | challenge
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    # The course clips depth to [0, 20] m before training and scoring.
+    max_depth: float = 20.0
+    batch_size: int = 16
+    # The challenge protocol averages per-batch metrics over batches of 16: keep validation at 16.
+    val_batch_size: int = 16
+    num_workers: int = 0
+    skip_invalid: bool = False
+    # Geometry used for training (and for feeding the model at evaluation; predictions go back to native size).
+    resize_short: int | None = None
+    crop: list[int] | None = None
+    hflip: bool = False
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model to build."""
+
+    name: str = "baseline"
+    pretrained: str = "none"  # none | imagenet | path to a local weights file
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Weighted sum of named loss terms (see :mod:`depthforge.losses`)."""
+
+    terms: dict[str, float] = field(default_factory=lambda: {"rmse": 0.6, "ssim": 0.4})
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: str = "cyclic"  # cyclic | cosine | none
+    base_lr: float = 1e-3
+    max_lr: float = 1e-2
+    step_size_up: int = 2000
+    step_size_down: int = 2000
+    cyclic_mode: str = "triangular2"
+    warmup_steps: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Loop length, cadence and hardware."""
+
+    epochs: int = 20
+    max_steps: int = -1
+    max_minutes: float | None = None
+    val_every: int = 1
+    ckpt_every: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "32-true"
+    seed: int = 0
+    num_previews: int = 4
+    log_every: int = 10
+    progress_bar: bool = True
+
+
+@dataclass
+class Config:
+    """Everything a run needs; the resolved copy is saved as ``RUN/config.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML and ``torch.load(weights_only=True)`` safe)."""
+        return asdict(self)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a mapping, got {value!r}")
+            value = _build(hint, value, f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("kwargs", "terms"):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """Find a recipe by file path or by the name of a bundled recipe (``baseline`` -> ``configs/baseline.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = RECIPE_DIR / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return bundled
+    available = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    raise ConfigError(f"config '{name_or_path}' is neither a file nor a bundled recipe; bundled: {available}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``optim.lr=1e-4`` into (["optim", "lr"], 1e-4); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. optim.lr=1e-4")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)
+    return key.strip().split("."), value
+
+
+def _looks_numeric(text: str) -> bool:
+    # PyYAML reads "1e-4" (no dot) as a string; a user writing it means a number.
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Build a :class:`Config` from defaults, an optional recipe or base dict, then dotted overrides."""
+    values: dict[str, Any] = dict(base or {})
+    where = "config"
+    if recipe is not None:
+        path = resolve_recipe(recipe)
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err}); fix the file's syntax") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        values = _merge(values, loaded)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        update: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            update = {key: update}
+        values = _merge(values, update)
+    values = _coerce_numbers(values)
+    return _build(Config, values, where)
+
+
+def _coerce_numbers(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _coerce_numbers(v) for k, v in values.items()}
+    if isinstance(values, str) and _looks_numeric(values) and not values.strip().isalpha():
+        return float(values) if any(c in values for c in ".eE") else int(values)
+    return values
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,59 @@
+"""Joint geometric transforms: one random draw moves image (bilinear), depth and mask (nearest) together.
+
+Built on torchvision transforms v2: depth and mask are wrapped as ``tv_tensors.Mask`` so that v2 resamples them
+with nearest-neighbour interpolation and never blends depths across an object boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from depthforge.config import DataConfig
+from depthforge.data.base import Sample
+
+
+class JointTransform:
+    """Apply a v2 transform to a sample dict's image, depth and mask with one shared random draw."""
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, depth, mask = self.transform(
+            tv_tensors.Image(sample["image"]), tv_tensors.Mask(sample["depth"]), tv_tensors.Mask(sample["mask"]))
+        return {**sample, "image": image.as_subclass(torch.Tensor), "depth": depth.as_subclass(torch.Tensor),
+                "mask": mask.as_subclass(torch.Tensor)}
+
+
+def build_transform(cfg: DataConfig, train: bool) -> JointTransform | None:
+    """Training geometry from the config: short-side resize, centre crop, random horizontal flip."""
+    ops: list = []
+    if cfg.resize_short:
+        ops.append(v2.Resize(int(cfg.resize_short), antialias=True))
+    if cfg.crop:
+        ops.append(v2.CenterCrop(list(cfg.crop)))
+    if train and cfg.hflip:
+        ops.append(v2.RandomHorizontalFlip())
+    return JointTransform(v2.Compose(ops)) if ops else None
+
+
+def model_input(image: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """Resize a native-resolution batch (N, 3, H, W) to the geometry the model was trained at (no crop)."""
+    if not cfg.resize_short:
+        return image
+    h, w = image.shape[-2:]
+    scale = cfg.resize_short / min(h, w)
+    size = (round(h * scale), round(w * scale))
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+
+
+def to_size(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize predictions (N, 1, h, w) to the target size; scoring always happens at the data's native size."""
+    if tuple(pred.shape[-2:]) == tuple(size):
+        return pred
+    return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,77 @@
+"""Callbacks and plugins: previews at each validation, atomic checkpoint writes, checkpoint metadata."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from PIL import Image
+
+from depthforge.viz import comparison_row
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename: never a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes through :func:`atomic_torch_save` and loads with ``weights_only``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class CheckpointMetadata(L.Callback):
+    """Store the model name and resolved config at a fixed key, so a checkpoint loads without its config."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        from depthforge import __version__
+
+        cfg = pl_module.cfg
+        checkpoint["depthforge"] = {"version": __version__, "model_name": cfg.model.name, "config": cfg.to_dict()}
+        # Plain dict: Lightning's AttributeDict would not pass torch.load(weights_only=True).
+        checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))
+
+
+class PreviewCallback(L.Callback):
+    """After each validation, write ``RUN/previews/epoch_XXX.png``: input | truth | prediction | |error| (magma)."""
+
+    def __init__(self, out_dir: str | Path, dataset: torch.utils.data.Dataset, num: int = 4):
+        self.out_dir = Path(out_dir)
+        self.dataset = dataset
+        self.indices = list(range(min(num, len(dataset))))
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.indices:
+            return
+        rows = []
+        for i in self.indices:
+            sample = self.dataset[i]
+            image = sample["image"][None].to(pl_module.device)
+            pred = pl_module.predict_native(image)[0, 0].float().cpu().numpy()
+            rgb = (sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            rows.append(comparison_row(rgb, sample["depth"][0].numpy(), pred, pl_module.cfg.data.max_depth))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(rows, axis=0)).save(self.out_dir / f"epoch_{trainer.current_epoch:03d}.png")

@@ -1,0 +1,65 @@
+"""The LightningModule: one training step, one validation step, the optimiser; nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from depthforge.config import Config, load_config
+from depthforge.engine.optim import build_optimizer, build_scheduler
+from depthforge.inference.predictor import predict_native
+from depthforge.losses import WeightedLoss
+from depthforge.metrics import Evaluator, get_protocol
+from depthforge.models import create_model
+
+
+class DepthModule(L.LightningModule):
+    """Trains ``config.model`` with ``config.loss``; validates with the challenge protocol at native resolution.
+
+    The resolved config is stored as the module's hyper-parameters, so every checkpoint carries it.
+    """
+
+    def __init__(self, config: dict[str, Any], total_steps: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: Config = load_config(base=config)
+        m = self.cfg.model
+        self.model = create_model(m.name, pretrained=m.pretrained, **m.kwargs)
+        self.criterion = WeightedLoss(self.cfg.loss.terms)
+        self.evaluator = Evaluator(get_protocol("challenge", self.cfg.data.max_depth))
+        self.total_steps = total_steps
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+    def predict_native(self, image: torch.Tensor) -> torch.Tensor:
+        """Prediction at the input's own size, with the model fed at its training geometry."""
+        return predict_native(self.model, image, self.cfg.data)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred = self(batch["image"])
+        loss, parts = self.criterion(pred, batch["depth"], batch["mask"])
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.evaluator.process(self.predict_native(batch["image"]), batch["depth"], batch["mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.evaluator.compute().items():
+            self.log(f"val/{name}", value, prog_bar=name in ("rmse", "ssim"))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.cfg.optim, self.model)
+        scheduler = build_scheduler(self.cfg.optim, optimizer, self.total_steps)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,53 @@
+"""Run a model on images at their native resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from depthforge.config import DataConfig
+from depthforge.data.base import read_rgb
+from depthforge.data.transforms import model_input, to_size
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig) -> torch.Tensor:
+    """Depth (N, 1, H, W) for RGB (N, 3, H, W) in [0, 1]: fed at the training geometry, returned at input size."""
+    return to_size(model(model_input(image, data_cfg)), tuple(image.shape[-2:]))
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted); a missing path is an error naming it."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    if not paths:
+        raise FileNotFoundError(f"no images found in {[str(i) for i in inputs]} (looked for {IMAGE_SUFFIXES})")
+    return paths
+
+
+class Predictor:
+    """A loaded model plus the data geometry it was trained with."""
+
+    def __init__(self, model: nn.Module, data_cfg: DataConfig, device: str | torch.device = "cpu"):
+        self.model = model.to(device).eval()
+        self.data_cfg = data_cfg
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """Depth in metres (H, W) float32 for a uint8 (H, W, 3) RGB image."""
+        image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div(255)[None]
+        return predict_native(self.model, image.to(self.device), self.data_cfg)[0, 0].float().cpu().numpy()
+
+    def predict_file(self, path: str | Path) -> np.ndarray:
+        return self(read_rgb(Path(path)))

@@ -1,0 +1,78 @@
+"""Losses as pure functions ``(pred, target, mask) -> scalar`` and a weighted combination built from the config.
+
+Every loss takes the valid mask (bool, same shape as the target); pixels outside it contribute nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from depthforge.metrics.ssim import ssim_map
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over valid pixels."""
+    return _masked_mean((pred - target).abs(), mask)
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return _masked_mean((pred - target) ** 2, mask)
+
+
+def rmse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sqrt of the batch's masked MSE, as the report's loss computes it (one RMSE per batch, not per image)."""
+    # The epsilon keeps the gradient finite when the prediction is exact.
+    return torch.sqrt(mse_loss(pred, target, mask) + 1e-12)
+
+
+def berhu_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reverse Huber (Laina et al. 2016): L1 below ``c``, scaled L2 above; ``c`` is 1/5 of the batch's max error."""
+    err = (pred - target).abs()
+    c = (0.2 * err[mask].max()).detach().clamp_min(1e-6) if mask.any() else err.new_tensor(1.0)
+    return _masked_mean(torch.where(err <= c, err, (err**2 + c**2) / (2 * c)), mask)
+
+
+def silog_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, lam: float = 0.85) -> torch.Tensor:
+    """Scale-invariant log loss (Eigen et al. 2014) with the variance weight ``lam`` of BTS/AdaBins."""
+    valid = mask & (target > 0)
+    d = torch.log(pred.clamp_min(1e-3)) - torch.log(target.clamp_min(1e-3))
+    mean = _masked_mean(d, valid)
+    mean_sq = _masked_mean(d**2, valid)
+    return torch.sqrt((mean_sq - lam * mean**2).clamp_min(1e-12))
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM`` with the course's SSIM (metre values, zero padding), averaged over valid pixels."""
+    return 1.0 - _masked_mean(ssim_map(pred, target), mask)
+
+
+LOSSES: dict[str, LossFn] = {
+    "l1": l1_loss, "mse": mse_loss, "rmse": rmse_loss, "berhu": berhu_loss, "silog": silog_loss, "ssim": ssim_loss,
+}
+
+
+class WeightedLoss:
+    """``sum(weight * loss)`` over named terms; returns the total and each term for logging."""
+
+    def __init__(self, terms: dict[str, float]):
+        unknown = sorted(set(terms) - set(LOSSES))
+        if unknown:
+            raise KeyError(f"unknown loss term(s) {unknown}; available: {sorted(LOSSES)}")
+        if not terms:
+            raise ValueError("loss.terms is empty; give at least one term, e.g. {l1: 1.0}")
+        self.terms = {k: float(v) for k, v in terms.items()}
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {name: LOSSES[name](pred, target, mask) for name in self.terms}
+        total = sum(w * parts[name] for name, w in self.terms.items())
+        return total, parts

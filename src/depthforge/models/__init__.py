@@ -1,0 +1,7 @@
+"""Model registry and factory: ``create_model(name, pretrained=..., **overrides)``."""
+
+from depthforge.models import zoo  # noqa: F401  (registers the models)
+from depthforge.models.pretrained import PretrainedWeightsError
+from depthforge.models.registry import create_model, list_models, register_model
+
+__all__ = ["create_model", "list_models", "register_model", "PretrainedWeightsError"]

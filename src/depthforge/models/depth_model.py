@@ -1,0 +1,43 @@
+"""The fixed data flow every model follows: normalise -> pad -> encoder -> decoder -> head -> crop."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depthforge.models.encoders import Encoder
+
+
+class DepthModel(nn.Module):
+    """RGB in [0, 1] of any size -> depth in metres at the same size.
+
+    Normalisation lives here, as buffers taken from the encoder's :class:`~depthforge.models.encoders.Preprocess`,
+    so that checkpoints and exported graphs need no separate preprocessing step that users could get wrong.
+
+    Inputs whose sides are not multiples of the encoder's ``multiple`` are padded (replicate, bottom/right) and the
+    output cropped back, so every output pixel stays aligned with its input pixel. For example the baseline on a
+    144x256 image runs on 160x256 and returns 144x256.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder, self.head = encoder, decoder, head
+        pre = encoder.preprocess
+        self.multiple = pre.multiple
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input whose sides are already multiples of ``self.multiple``."""
+        out = self.head(self.decoder(self.encoder((x - self.mean) / self.std)))
+        if out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return self.forward_padded(x)[..., :h, :w]

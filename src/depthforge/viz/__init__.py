@@ -1,0 +1,5 @@
+"""Colormaps and comparison grids."""
+
+from depthforge.viz.colormap import colorize, comparison_row
+
+__all__ = ["colorize", "comparison_row"]
