@@ -91,7 +91,8 @@ class OptimConfig:
 class TrainConfig:
     """Loop length, cadence and hardware."""
 
-    epochs: int = 20
+    # Short by default so `depthforge train` on the embedded scenes ends in minutes; recipes set their own.
+    epochs: int = 3
     max_steps: int = -1
     max_minutes: float | None = None
     val_every: int = 1

@@ -50,8 +50,13 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, ig
               ) -> None:
     """Load ``state`` strictly (except keys under ``ignore_prefixes``), naming the source on mismatch."""
     state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
-    result = module.load_state_dict(state, strict=False)
+    hint = "check that the file was saved from the same architecture"
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches raise even when strict=False
+        detail = " ".join(str(err).split())[:300]
+        raise PretrainedWeightsError(f"{source}: weights do not fit the encoder ({detail}); {hint}") from err
     if result.missing_keys or result.unexpected_keys:
         raise PretrainedWeightsError(
             f"{source}: weights do not fit the encoder (missing {result.missing_keys[:5]}, unexpected "
-            f"{result.unexpected_keys[:5]}); check that the file was saved from the same architecture")
+            f"{result.unexpected_keys[:5]}); {hint}")

@@ -1,0 +1,68 @@
+"""The CLI end to end on the embedded default: train a few steps, evaluate, predict, score the predictions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthforge.cli import main
+from tests.conftest import write_pair
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    code = main(["train", "--out", str(out), "--max-steps", "2", "--device", "cpu", "data.synthetic.num_train=8",
+                 "data.synthetic.num_val=4", "data.batch_size=4", "train.progress_bar=false",
+                 "data.synthetic.height=64", "data.synthetic.width=96"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_the_run_folder(run):
+    for rel in ("config.yaml", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "metrics.csv"):
+        assert (run / rel).is_file(), rel
+    previews = list((run / "previews").glob("*.png"))
+    assert previews and Image.open(previews[0]).size == (4 * 96, 4 * 64)  # 4 panels wide, 4 samples high
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["depthforge"]["model_name"] == "baseline" and ckpt["global_step"] == 2
+    assert ckpt["depthforge"]["config"]["data"]["synthetic"]["num_train"] == 8
+    assert "val/rmse" in (run / "metrics.csv").read_text()
+
+
+def test_evaluate_writes_json(run, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--protocol", "standard",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 4 and result["protocol"]["name"] == "standard"
+    assert set(result["metrics"]) >= {"rmse", "ssim", "abs_rel", "delta1"}
+    assert "rmse" in capsys.readouterr().out
+
+
+def test_predict_then_score_predictions(run, tmp_path):
+    root = tmp_path / "data"
+    for i in range(3):
+        write_pair(root, "val", str(i), h=40, w=60, seed=i)
+    pred_dir = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(root / "rgb" / "val"),
+                 "--out", str(pred_dir)]) == 0
+    depth = np.load(pred_dir / "1.npy")
+    assert depth.shape == (40, 60) and depth.dtype == np.float32 and (pred_dir / "1.png").is_file()
+    # Scoring saved predictions equals scoring the checkpoint directly.
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["evaluate", "--predictions", str(pred_dir), "--data", str(root), "--json", str(a)]) == 0
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(root),
+                 "--json", str(b)]) == 0
+    ma, mb = json.loads(a.read_text())["metrics"], json.loads(b.read_text())["metrics"]
+    assert ma["rmse"] == pytest.approx(mb["rmse"], rel=1e-5) and ma["ssim"] == pytest.approx(mb["ssim"], rel=1e-4)
+
+
+def test_missing_prediction_is_named(run, tmp_path, capsys):
+    root = tmp_path / "data"
+    write_pair(root, "val", "9")
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--predictions", str(tmp_path / "empty"), "--data", str(root)]) == 2
+    assert "9.npy" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+import pytest
+
+from depthforge.config import ConfigError, load_config
+
+
+def test_bundled_baseline_recipe_is_the_report():
+    cfg = load_config("baseline")
+    assert cfg.model.name == "baseline" and cfg.model.pretrained == "imagenet"
+    assert cfg.loss.terms == {"rmse": 0.6, "ssim": 0.4}
+    o = cfg.optim
+    assert (o.name, o.lr, o.scheduler, o.base_lr, o.max_lr, o.step_size_up, o.step_size_down, o.cyclic_mode) == (
+        "adam", 1e-3, "cyclic", 1e-3, 1e-2, 2000, 2000, "triangular2")
+    assert cfg.data.batch_size == 16 and cfg.data.max_depth == 20.0
+
+
+def test_overrides_parse_values_and_nest():
+    cfg = load_config("baseline", ["optim.lr=1e-4", "data.crop=[100,200]", "loss.terms={l1: 1.0}"])
+    assert cfg.optim.lr == 1e-4 and cfg.data.crop == [100, 200] and cfg.loss.terms == {"l1": 1.0}
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key.*'lrr'"):
+        load_config(overrides=["optim.lrr=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {batchsize: 4}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*batchsize"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="bundled"):
+        load_config("no-such-recipe")
