@@ -27,3 +27,11 @@ def test_unknown_key_is_named(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="bundled"):
         load_config("no-such-recipe")
+
+
+@pytest.mark.parametrize("recipe", ["baseline", "cpu", "gpu"])
+def test_bundled_recipes_build(recipe):
+    from depthforge.models import list_models
+    from depthforge.losses import LOSSES
+    cfg = load_config(recipe)
+    assert cfg.model.name in list_models() and set(cfg.loss.terms) <= set(LOSSES)

@@ -53,3 +53,32 @@ def test_every_loss_has_finite_gradient(name):
     assert torch.isfinite(pred.grad).all()
     if name != "ssim":  # SSIM is a window statistic: neighbours' valid terms depend on the masked pixel
         assert pred.grad[0, 0, 1, 1] == 0
+
+
+def test_berhu_by_hand():
+    from depthforge.losses import berhu_loss
+    pred, target, mask = _data()
+    # valid errors 1, 0, 3 -> c = 0.2 * 3 = 0.6; 1 > c -> (1 + 0.36) / 1.2; 0 -> 0; 3 -> (9 + 0.36) / 1.2
+    expected = ((1 + 0.36) / 1.2 + 0 + (9 + 0.36) / 1.2) / 3
+    assert berhu_loss(pred, target, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ssi_is_zero_for_affine_prediction_and_uses_mask():
+    from depthforge.losses import ssi_loss
+    target = torch.rand(2, 1, 8, 8) * 10 + 1
+    pred = 0.25 * target - 3.0
+    mask = torch.ones_like(target, dtype=torch.bool)
+    assert ssi_loss(pred, target, mask).item() == pytest.approx(0.0, abs=1e-4)
+    pred[0, 0, 0, 0] = 1e4  # a wild pixel outside the mask does not matter
+    mask[0, 0, 0, 0] = False
+    assert ssi_loss(pred, target, mask).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_gradient_loss_by_hand():
+    from depthforge.losses import gradient_loss
+    target = torch.zeros(1, 1, 2, 3)
+    pred = torch.tensor([[[[0.0, 1.0, 3.0], [0.0, 0.0, 0.0]]]])
+    mask = torch.ones_like(target, dtype=torch.bool)
+    # scale 1: x-diffs |1|,|2|,0,0 ; y-diffs 0,1,3 -> 7 / 7 pairs = 1. Scale 1/2 keeps (0, 3): x-diff 3 / 1 pair.
+    assert gradient_loss(pred, target, mask, scales=2).item() == pytest.approx((1.0 + 3.0) / 2)
+    assert gradient_loss(pred + 5.0, target, mask, scales=2).item() == pytest.approx(2.0)  # shift-invariant

@@ -51,6 +51,10 @@ class DataConfig:
     resize_short: int | None = None
     crop: list[int] | None = None
     hflip: bool = False
+    # Brightness/contrast/saturation jitter strength (0 = off); hue moves by a quarter of it. Image only.
+    color_jitter: float = 0.0
+    # Keep decoded samples in RAM (the challenge train split takes about 0.9 GB).
+    cache: bool = False
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -85,6 +89,8 @@ class OptimConfig:
     step_size_down: int = 2000
     cyclic_mode: str = "triangular2"
     warmup_steps: int = 0
+    # Learning rate of the encoder relative to decoder and head (transfer learning: pretrained layers move slower).
+    encoder_lr_mult: float = 1.0
 
 
 @dataclass
@@ -101,6 +107,8 @@ class TrainConfig:
     precision: str = "32-true"
     seed: int = 0
     num_previews: int = 4
+    # Unfreeze every encoder stage at the start of this epoch (None: keep model.kwargs.frozen_stages throughout).
+    unfreeze_epoch: int | None = None
     log_every: int = 10
     progress_bar: bool = True
 

@@ -55,8 +55,41 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return 1.0 - _masked_mean(ssim_map(pred, target), mask)
 
 
+def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per image, the least-squares ``s * pred + t`` closest to ``target`` over valid pixels (MiDaS, Marigold)."""
+    m = mask.to(pred.dtype)
+    n = m.sum(dim=(1, 2, 3)).clamp_min(1.0)
+    mp = (m * pred).sum(dim=(1, 2, 3)) / n
+    mt = (m * target).sum(dim=(1, 2, 3)) / n
+    cov = (m * (pred - mp.view(-1, 1, 1, 1)) * (target - mt.view(-1, 1, 1, 1))).sum(dim=(1, 2, 3))
+    var = (m * (pred - mp.view(-1, 1, 1, 1)) ** 2).sum(dim=(1, 2, 3)).clamp_min(1e-12)
+    s = cov / var
+    t = mt - s * mp
+    return s.view(-1, 1, 1, 1) * pred + t.view(-1, 1, 1, 1)
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scale-and-shift-invariant MAE (Ranftl et al., MiDaS): the error left after the best per-image alignment."""
+    return l1_loss(align_scale_shift(pred, target, mask), target, mask)
+
+
+def gradient_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scales: int = 4) -> torch.Tensor:
+    """Multi-scale gradient matching (MiDaS): L1 of the x/y differences of the residual, at 1, 1/2, 1/4, 1/8."""
+    total = pred.new_zeros(())
+    res, m = pred - target, mask.to(pred.dtype)
+    for k in range(scales):
+        if k:
+            res, m = res[..., ::2, ::2], m[..., ::2, ::2]
+        mx, my = m[..., :, 1:] * m[..., :, :-1], m[..., 1:, :] * m[..., :-1, :]
+        gx = (res[..., :, 1:] - res[..., :, :-1]).abs() * mx
+        gy = (res[..., 1:, :] - res[..., :-1, :]).abs() * my
+        total = total + (gx.sum() + gy.sum()) / (mx.sum() + my.sum()).clamp_min(1.0)
+    return total / scales
+
+
 LOSSES: dict[str, LossFn] = {
     "l1": l1_loss, "mse": mse_loss, "rmse": rmse_loss, "berhu": berhu_loss, "silog": silog_loss, "ssim": ssim_loss,
+    "ssi": ssi_loss, "grad": gradient_loss,
 }
 
 

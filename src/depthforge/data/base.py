@@ -61,9 +61,13 @@ class DepthDataset(Dataset):
         transform: joint transform applied to the finished sample (see :mod:`depthforge.data.transforms`).
     """
 
-    def __init__(self, max_depth: float = 20.0, transform: Callable[[Sample], Sample] | None = None):
+    def __init__(self, max_depth: float = 20.0, transform: Callable[[Sample], Sample] | None = None,
+                 cache: bool = False):
         self.max_depth = float(max_depth)
         self.transform = transform
+        # Decoded pairs kept in RAM: on 2 CPU cores JPEG decoding otherwise competes with the model.
+        self.cache = cache
+        self._cached: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -95,9 +99,13 @@ class DepthDataset(Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read and check one pair (used by ``__getitem__`` and by up-front validation)."""
+        if index in self._cached:
+            return self._cached[index]
         color = self.get_color(index)
         depth = self.get_depth(index)
         self.check_depth(depth, color, index)
+        if self.cache:
+            self._cached[index] = (color, depth)
         return color, depth
 
     def __getitem__(self, index: int) -> Sample:

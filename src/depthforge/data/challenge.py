@@ -30,8 +30,9 @@ class ChallengeDataset(DepthDataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", max_depth: float = 20.0,
-                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False):
-        super().__init__(max_depth=max_depth, transform=transform)
+                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False,
+                 cache: bool = False):
+        super().__init__(max_depth=max_depth, transform=transform, cache=cache)
         self.root = Path(root)
         self.split = split
         rgb_dir, depth_dir = self.root / "rgb" / split, self.root / "depth" / split

@@ -28,7 +28,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, transform: bool = Tr
     if cfg.name == "challenge":
         if not cfg.root:
             raise DataError("data.name=challenge needs data.root (or --data ROOT): the folder holding rgb/ and depth/")
-        return ChallengeDataset(Path(cfg.root), split, cfg.max_depth, tf, cfg.skip_invalid)
+        return ChallengeDataset(Path(cfg.root), split, cfg.max_depth, tf, cfg.skip_invalid, cfg.cache)
     raise DataError(f"unknown data.name '{cfg.name}'; use 'synthetic' or 'challenge'")
 
 

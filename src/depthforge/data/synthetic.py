@@ -232,10 +232,10 @@ class SyntheticScenes(DepthDataset):
     def __init__(self, num_samples: int = 256, height: int = 144, width: int = 256, seed: int = 0,
                  split: str = "train", max_depth: float = 20.0,
                  transform: Callable[[Sample], Sample] | None = None):
-        super().__init__(max_depth=max_depth, transform=transform)
+        # Rendering costs tens of milliseconds a sample: always keep rendered pairs.
+        super().__init__(max_depth=max_depth, transform=transform, cache=True)
         self.num_samples, self.height, self.width = num_samples, height, width
         self.seed, self.split = seed, split
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -247,14 +247,17 @@ class SyntheticScenes(DepthDataset):
         return f"synthetic scene {self.stem(index)} (seed {self.seed})"
 
     def _render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if index not in self._cache:
-            rng = np.random.default_rng([self.seed, _SPLIT_IDS.get(self.split, 3), index])
-            scene, camera = random_scene(rng, self.height, self.width)
-            self._cache[index] = render(scene, camera)
-        return self._cache[index]
+        rng = np.random.default_rng([self.seed, _SPLIT_IDS.get(self.split, 3), index])
+        scene, camera = random_scene(rng, self.height, self.width)
+        return render(scene, camera)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if index not in self._cached:
+            self._cached[index] = self._render(index)
+        return self._cached[index]
 
     def get_color(self, index: int) -> np.ndarray:
-        return self._render(index)[0]
+        return self.load(index)[0]
 
     def get_depth(self, index: int) -> np.ndarray:
-        return self._render(index)[1]
+        return self.load(index)[1]

@@ -39,6 +39,10 @@ def build_transform(cfg: DataConfig, train: bool) -> JointTransform | None:
         ops.append(v2.CenterCrop(list(cfg.crop)))
     if train and cfg.hflip:
         ops.append(v2.RandomHorizontalFlip())
+    if train and cfg.color_jitter:
+        # v2 applies photometric transforms to Image tv_tensors only: depth and mask pass through untouched.
+        j = float(cfg.color_jitter)
+        ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5)))
     return JointTransform(v2.Compose(ops)) if ops else None
 
 

@@ -12,7 +12,7 @@ from depthforge.engine.optim import build_optimizer, build_scheduler
 from depthforge.inference.predictor import predict_native
 from depthforge.losses import WeightedLoss
 from depthforge.metrics import Evaluator, get_protocol
-from depthforge.models import create_model
+from depthforge.models import model_from_config
 
 
 class DepthModule(L.LightningModule):
@@ -25,8 +25,7 @@ class DepthModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg: Config = load_config(base=config)
-        m = self.cfg.model
-        self.model = create_model(m.name, pretrained=m.pretrained, **m.kwargs)
+        self.model = model_from_config(self.cfg.model, self.cfg.data.max_depth)
         self.criterion = WeightedLoss(self.cfg.loss.terms)
         self.evaluator = Evaluator(get_protocol("challenge", self.cfg.data.max_depth))
         self.total_steps = total_steps
@@ -56,6 +55,11 @@ class DepthModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         for name, value in self.evaluator.compute().items():
             self.log(f"val/{name}", value, prog_bar=name in ("rmse", "ssim"))
+
+    def on_train_epoch_start(self) -> None:
+        if self.cfg.train.unfreeze_epoch is not None and self.current_epoch >= self.cfg.train.unfreeze_epoch:
+            if getattr(self.model.encoder, "frozen_stages", 0):
+                self.model.encoder.freeze(0)
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.cfg.optim, self.model)

@@ -10,15 +10,31 @@ from torch import nn
 from depthforge.config import OptimConfig
 
 
+def param_groups(model: nn.Module, lr: float, encoder_lr_mult: float = 1.0) -> list[dict]:
+    """Encoder and the rest (decoder, head) as two groups; the encoder's lr is scaled by ``encoder_lr_mult``.
+
+    Frozen encoder parameters stay in their group: they get no gradient (the optimiser skips them) until they are
+    unfrozen, and then train without rebuilding the optimiser.
+    """
+    encoder = getattr(model, "encoder", None)
+    enc = list(encoder.parameters()) if encoder is not None else []
+    enc_ids = {id(p) for p in enc}
+    rest = [p for p in model.parameters() if id(p) not in enc_ids]
+    groups = [{"params": rest, "lr": lr, "name": "decoder"}]
+    if enc:
+        groups.append({"params": enc, "lr": lr * encoder_lr_mult, "name": "encoder"})
+    return groups
+
+
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam, AdamW or SGD over :func:`param_groups`."""
+    groups = param_groups(model, cfg.lr, cfg.encoder_lr_mult)
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optim.name '{cfg.name}'; use adam, adamw or sgd")
 
 
@@ -29,8 +45,10 @@ def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_st
         return None
     if cfg.scheduler == "cyclic":
         # cycle_momentum must be off for Adam, which has no 'momentum' hyper-parameter.
+        mults = [cfg.encoder_lr_mult if g.get("name") == "encoder" else 1.0 for g in optimizer.param_groups]
         return torch.optim.lr_scheduler.CyclicLR(
-            optimizer, base_lr=cfg.base_lr, max_lr=cfg.max_lr, step_size_up=cfg.step_size_up,
+            optimizer, base_lr=[cfg.base_lr * m for m in mults], max_lr=[cfg.max_lr * m for m in mults],
+            step_size_up=cfg.step_size_up,
             step_size_down=cfg.step_size_down, mode=cfg.cyclic_mode, cycle_momentum=cfg.name == "sgd")
     if cfg.scheduler == "cosine":
         warmup, total = cfg.warmup_steps, max(total_steps, 1)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from depthforge.config import Config, load_config
-from depthforge.models import create_model
+from depthforge.models import model_from_config
 
 
 class CheckpointError(RuntimeError):
@@ -29,7 +29,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: no 'depthforge' metadata; was it written by depthforge train?")
     cfg = load_config(base=meta["config"])
     # The trained weights replace any pretrained ones, so never download here.
-    model = create_model(meta["model_name"], pretrained="none", **cfg.model.kwargs)
+    model = model_from_config(cfg.model, cfg.data.max_depth, pretrained="none")
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     return model.to(device).eval(), cfg

@@ -2,6 +2,6 @@
 
 from depthforge.models import zoo  # noqa: F401  (registers the models)
 from depthforge.models.pretrained import PretrainedWeightsError
-from depthforge.models.registry import create_model, list_models, register_model
+from depthforge.models.registry import create_model, list_models, model_from_config, register_model
 
-__all__ = ["create_model", "list_models", "register_model", "PretrainedWeightsError"]
+__all__ = ["create_model", "list_models", "model_from_config", "register_model", "PretrainedWeightsError"]

@@ -1,4 +1,4 @@
-"""Heads turn the decoder's output into depth in metres."""
+"""Heads turn decoder features into depth in metres."""
 
 from __future__ import annotations
 
@@ -8,35 +8,60 @@ from torch import nn
 
 
 class IdentityHead(nn.Module):
-    """No activation: the report's decoder output is the depth (it may go negative early in training)."""
+    """No layer, no activation: the report's decoder output is the depth (it may go negative early in training)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
 
-class PositiveHead(nn.Module):
-    """Softplus keeps depth positive without the dead gradients of ReLU."""
+class DepthHead(nn.Module):
+    """3x3 conv to one channel, then ``positive`` (softplus), ``sigmoid`` (``sigmoid * max_depth``) or ``linear``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.softplus(x)
-
-
-class SigmoidHead(nn.Module):
-    """``sigmoid(x) * max_depth``: bounded output for a known depth cap."""
-
-    def __init__(self, max_depth: float = 20.0):
+    def __init__(self, in_channels: int, activation: str = "sigmoid", max_depth: float = 20.0):
         super().__init__()
-        self.max_depth = float(max_depth)
+        if activation not in ("positive", "sigmoid", "linear"):
+            raise KeyError(f"unknown head activation '{activation}'; use positive, sigmoid or linear")
+        self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.activation, self.max_depth = activation, float(max_depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(x) * self.max_depth
+        x = self.conv(x)
+        if self.activation == "positive":
+            return F.softplus(x)
+        if self.activation == "sigmoid":
+            return torch.sigmoid(x) * self.max_depth
+        return x
 
 
-def build_head(name: str, max_depth: float = 20.0) -> nn.Module:
-    """``identity`` | ``positive`` | ``sigmoid``."""
-    heads = {"identity": IdentityHead, "positive": PositiveHead}
-    if name == "sigmoid":
-        return SigmoidHead(max_depth)
-    if name not in heads:
-        raise KeyError(f"unknown head '{name}'; use identity, positive or sigmoid")
-    return heads[name]()
+class AdaptiveBinsHead(nn.Module):
+    """AdaBins/ZoeDepth-style: per-image bin widths from pooled features, per-pixel soft assignment to the bins.
+
+    Depth = sum over bins of probability * bin centre, with centres spread over ``[min_depth, max_depth]`` by
+    widths an MLP predicts from the globally pooled features (AdaBins uses a mini-ViT there; a pooled MLP is the
+    cheap variant that keeps the idea: bins adapt to each image's depth distribution).
+    """
+
+    def __init__(self, in_channels: int, n_bins: int = 64, min_depth: float = 1e-3, max_depth: float = 20.0):
+        super().__init__()
+        self.widths = nn.Sequential(nn.Linear(in_channels, 128), nn.ReLU(inplace=True), nn.Linear(128, n_bins))
+        self.logits = nn.Conv2d(in_channels, n_bins, 1)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+
+    def bin_centres(self, x: torch.Tensor) -> torch.Tensor:
+        widths = F.softmax(self.widths(x.mean(dim=(2, 3))), dim=1) * (self.max_depth - self.min_depth)
+        edges = self.min_depth + torch.cumsum(F.pad(widths, (1, 0)), dim=1)
+        return 0.5 * (edges[:, :-1] + edges[:, 1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(self.logits(x), dim=1)
+        centres = self.bin_centres(x)[:, :, None, None]
+        return (probs * centres).sum(dim=1, keepdim=True)
+
+
+def build_head(name: str, in_channels: int, max_depth: float = 20.0) -> nn.Module:
+    """``identity`` | ``positive`` | ``sigmoid`` | ``linear`` | ``bins``."""
+    if name == "identity":
+        return IdentityHead()
+    if name == "bins":
+        return AdaptiveBinsHead(in_channels, max_depth=max_depth)
+    return DepthHead(in_channels, name, max_depth)

@@ -39,3 +39,12 @@ def create_model(name: str, pretrained: str | None = "none", **overrides: Any) -
     model = _MODELS[name](pretrained=pretrained or "none", **kwargs)
     model.name = name
     return model
+
+
+def model_from_config(model_cfg: Any, max_depth: float, pretrained: str | None = None) -> nn.Module:
+    """Build ``model_cfg`` (a :class:`~depthforge.config.ModelConfig`); the data's depth cap feeds bounded heads.
+
+    ``pretrained`` overrides the config's (checkpoint loading passes ``none``: trained weights replace it).
+    """
+    kwargs = {"max_depth": max_depth, **model_cfg.kwargs}
+    return create_model(model_cfg.name, pretrained=pretrained or model_cfg.pretrained, **kwargs)

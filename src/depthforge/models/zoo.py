@@ -1,12 +1,27 @@
-"""Registered models: a few lines each, composing an encoder, a decoder and a head."""
+"""Registered models: a few lines each, composing an encoder, a decoder and a head.
+
+Every builder takes ``pretrained``, ``head`` (see :func:`~depthforge.models.heads.build_head`), ``max_depth``,
+``frozen_stages`` (freeze the first N encoder stages; -1 = all) and ``frozen_bn_eval`` (keep BatchNorm of frozen
+stages in eval mode).
+"""
 
 from __future__ import annotations
 
-from depthforge.models.decoders import TransposedConvDecoder
+from depthforge.models.decoders import DPTDecoder, FusionDecoder, TransposedConvDecoder, UNetDecoder
 from depthforge.models.depth_model import DepthModel
-from depthforge.models.encoders import TorchvisionResNet
+from depthforge.models.encoders import Encoder, TimmEncoder, TorchvisionResNet
 from depthforge.models.heads import build_head
 from depthforge.models.registry import register_model
+
+_DECODERS = {"unet": UNetDecoder, "fusion": FusionDecoder, "dpt": DPTDecoder}
+
+
+def _compose(encoder: Encoder, decoder: str, head: str, max_depth: float, frozen_stages: int,
+             frozen_bn_eval: bool, **decoder_kwargs) -> DepthModel:
+    encoder.frozen_bn_eval = frozen_bn_eval
+    encoder.freeze(frozen_stages)
+    dec = _DECODERS[decoder](encoder.out_channels, encoder.strides, **decoder_kwargs)
+    return DepthModel(encoder, dec, build_head(head, dec.out_channels, max_depth))
 
 
 @register_model
@@ -22,4 +37,72 @@ def baseline(pretrained: str = "none", frozen_stages: int = 4, frozen_bn_eval: b
     encoder.frozen_bn_eval = frozen_bn_eval
     encoder.freeze(frozen_stages)
     decoder = TransposedConvDecoder(encoder.out_channels[-1], (512, 256, 128, 64, 1))
-    return DepthModel(encoder, decoder, build_head(head, max_depth))
+    return DepthModel(encoder, decoder, build_head(head, 1, max_depth))
+
+
+def _timm(name: str, decoder: str, pretrained: str, head: str, max_depth: float, frozen_stages: int,
+          frozen_bn_eval: bool, encoder_kwargs: dict | None = None, **decoder_kwargs) -> DepthModel:
+    encoder = TimmEncoder(name, pretrained, **(encoder_kwargs or {}))
+    return _compose(encoder, decoder, head, max_depth, frozen_stages, frozen_bn_eval, **decoder_kwargs)
+
+
+@register_model
+def unet_resnet18(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True, **kw):
+    return _timm("resnet18", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def unet_resnet34(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True, **kw):
+    return _timm("resnet34", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def unet_resnet50(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True, **kw):
+    return _timm("resnet50", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def unet_efficientnet_lite0(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0,
+                            frozen_bn_eval=True, **kw):
+    """EfficientNet-Lite0 (ImageNet weights offline) U-Net: the recommended CPU model."""
+    return _timm("tf_efficientnet_lite0", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def unet_efficientnet_lite2(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0,
+                            frozen_bn_eval=True, **kw):
+    return _timm("tf_efficientnet_lite2", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def unet_convnext_atto(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True,
+                       **kw):
+    return _timm("convnext_atto", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def unet_mobilenetv3(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True,
+                     **kw):
+    return _timm("mobilenetv3_large_100", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def fusion_efficientnet_lite0(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0,
+                              frozen_bn_eval=True, **kw):
+    """MiDaS-style feature fusion decoder on EfficientNet-Lite0 (MiDaS v2.1 small pairs fusion with EfficientNet)."""
+    return _timm("tf_efficientnet_lite0", "fusion", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def bins_efficientnet_lite0(pretrained="none", head="bins", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True,
+                            **kw):
+    """U-Net with the adaptive-bins head (ZoeDepth/AdaBins idea)."""
+    return _timm("tf_efficientnet_lite0", "unet", pretrained, head, max_depth, frozen_stages, frozen_bn_eval, **kw)
+
+
+@register_model
+def dpt_vit_tiny(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True, **kw):
+    """DPT: ViT-Tiny/16 tokens from blocks 3, 6, 9, 12 reassembled and fused (attention encoder)."""
+    enc = {"out_indices": (2, 5, 8, 11), "dynamic_img_size": True}
+    return _timm("vit_tiny_patch16_224", "dpt", pretrained, head, max_depth, frozen_stages, frozen_bn_eval,
+                 encoder_kwargs=enc, **kw)

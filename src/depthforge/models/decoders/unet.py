@@ -1,0 +1,48 @@
+"""U-Net decoder: upsample, concatenate the encoder feature at that stride, two conv-BN-ReLU; down to stride 1."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from depthforge.models.decoders.blocks import conv_bn_relu, resize_to
+
+
+class UNetDecoder(nn.Module):
+    """Built from an encoder's ``out_channels`` and ``strides``; returns ``widths[-1]`` channels at stride 1.
+
+    Args:
+        widths: output channels of each x2 step, deepest first; its length must be log2 of the deepest stride.
+    """
+
+    def __init__(self, channels: list[int], strides: list[int], widths: tuple[int, ...] | None = None):
+        super().__init__()
+        steps = int(round(math.log2(strides[-1])))
+        widths = tuple(widths or (256, 128, 64, 32, 16, 16, 16)[:steps])
+        if len(widths) != steps:
+            raise ValueError(f"UNetDecoder needs {steps} widths for a stride-{strides[-1]} encoder, got {widths}")
+        skip_at = {s: c for s, c in zip(strides[:-1], channels[:-1])}
+        self.skip_index = []
+        blocks = []
+        cin, stride = channels[-1], strides[-1]
+        for width in widths:
+            stride //= 2
+            skip = skip_at.get(stride, 0)
+            self.skip_index.append(strides.index(stride) if skip else -1)
+            blocks.append(nn.Sequential(conv_bn_relu(cin + skip, width), conv_bn_relu(width, width)))
+            cin = width
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = widths[-1]
+        self.final_stride = stride
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        for block, skip in zip(self.blocks, self.skip_index):
+            if skip >= 0:
+                x = torch.cat([resize_to(x, features[skip]), features[skip]], dim=1)
+            else:
+                x = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = block(x)
+        return x

@@ -1,0 +1,55 @@
+import torch
+
+from depthforge.config import DataConfig
+from depthforge.data.transforms import build_transform
+
+
+def _checkerboard_sample(h=32, w=48):
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    board = ((yy // 4 + xx // 4) % 2).float()
+    ramp = xx.float() / w  # breaks left-right symmetry, so a flip is detectable
+    image = torch.stack([board, ramp, 1 - board])
+    depth = (1 + 10 * board + ramp)[None]
+    return {"image": image, "depth": depth, "mask": (board > 0)[None], "meta": {"stem": "x"}}
+
+
+def test_joint_flip_resize_crop_keep_image_depth_mask_aligned():
+    cfg = DataConfig(hflip=True, resize_short=64, crop=[48, 80])
+    tf = build_transform(cfg, train=True)
+    flipped = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out = tf(_checkerboard_sample())
+        assert out["image"].shape == (3, 48, 80) and out["depth"].shape == (1, 48, 80)
+        board_from_depth = (out["depth"][0] > 6).float()
+        # nearest resampling keeps depth values from the original set (no blending across the board's edges)
+        assert torch.equal(out["mask"][0].float(), board_from_depth)
+        # the image's board channel agrees with depth away from bilinear edge pixels
+        agree = ((out["image"][0] > 0.5).float() == board_from_depth).float().mean()
+        assert agree > 0.9
+        ramp = out["image"][1]
+        flipped += int(ramp[:, 0].mean() > ramp[:, -1].mean())
+        depth_ramp = out["depth"][0] - 10 * board_from_depth
+        assert (depth_ramp[:, 0].mean() > depth_ramp[:, -1].mean()) == (ramp[:, 0].mean() > ramp[:, -1].mean())
+    assert 0 < flipped < 8  # both outcomes occurred
+
+
+def test_color_jitter_changes_image_only():
+    tf = build_transform(DataConfig(color_jitter=0.4), train=True)
+    sample = _checkerboard_sample()
+    torch.manual_seed(0)
+    out = tf(sample)
+    assert not torch.equal(out["image"], sample["image"])
+    assert torch.equal(out["depth"], sample["depth"]) and torch.equal(out["mask"], sample["mask"])
+    assert build_transform(DataConfig(color_jitter=0.4), train=False) is None
+
+
+def test_cache_returns_identical_samples(challenge_root):
+    from depthforge.data import ChallengeDataset
+    plain, cached = ChallengeDataset(challenge_root, "train"), ChallengeDataset(challenge_root, "train", cache=True)
+    first = plain[0]
+    for i in range(len(plain)):
+        a, b = plain[i], cached[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["depth"], b["depth"])
+    (challenge_root / "rgb" / "train" / "0.jpeg").unlink()  # from now on only RAM has it
+    assert torch.equal(cached[0]["image"], first["image"])

@@ -1,0 +1,74 @@
+"""Every registered model: odd sizes, backward, no NaN, state-dict round trip."""
+
+import pytest
+import torch
+
+from depthforge.engine.optim import build_optimizer
+from depthforge.config import OptimConfig
+from depthforge.models import create_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name)
+    assert model.name == name
+    model.train()
+    out = model(torch.rand(2, 3, 144, 256))
+    assert out.shape == (2, 1, 144, 256)
+    out.mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    x = torch.rand(1, 3, 150, 250)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, 1, 150, 250) and torch.isfinite(y).all()
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)
+    clone = create_model(name).eval()
+    clone.load_state_dict(torch.load(path, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(clone(x), y)
+
+
+def test_sigmoid_head_is_bounded_and_bins_head_in_range():
+    x = torch.rand(1, 3, 64, 96)
+    for name in ("unet_resnet18", "bins_efficientnet_lite0"):
+        y = create_model(name, max_depth=7.0).eval()(x)
+        assert 0 <= y.min() and y.max() <= 7.0
+
+
+def test_freeze_stages_and_frozen_batchnorm_stays_in_eval():
+    model = create_model("unet_resnet18", frozen_stages=2)
+    enc = model.encoder
+    groups = enc.stage_parameters()
+    assert all(not p.requires_grad for g in groups[:2] for p in g)
+    assert all(p.requires_grad for g in groups[2:] for p in g)
+    model.train()
+    bns = enc.stage_batchnorms()
+    assert bns[0] and all(not m.training for g in bns[:2] for m in g)
+    assert all(m.training for g in bns[2:] for m in g)
+    # Running statistics of frozen stages do not move in a training forward pass.
+    before = bns[1][0].running_mean.clone()
+    model(torch.rand(2, 3, 64, 64) * 5)
+    assert torch.equal(bns[1][0].running_mean, before)
+    enc.freeze(0)
+    model.train()
+    assert all(p.requires_grad for p in enc.parameters()) and all(m.training for g in bns for m in g)
+
+
+def test_encoder_learning_rate_multiplier():
+    model = create_model("unet_resnet18")
+    opt = build_optimizer(OptimConfig(name="adamw", lr=1e-3, encoder_lr_mult=0.1), model)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == {"decoder": 1e-3, "encoder": pytest.approx(1e-4)}
+    n_enc = sum(p.numel() for g in opt.param_groups if g["name"] == "encoder" for p in g["params"])
+    assert n_enc == sum(p.numel() for p in model.encoder.parameters())
+
+
+def test_preprocessing_travels_with_encoder():
+    lite = create_model("unet_efficientnet_lite0")
+    res = create_model("unet_resnet18")
+    assert torch.allclose(lite.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
+    assert torch.allclose(res.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
