@@ -42,3 +42,28 @@ def test_atomic_save_never_leaves_partial_file(tmp_path):
         atomic_torch_save({"a": torch.zeros(3), "b": Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3))  # old file intact
     assert os.listdir(tmp_path) == ["ck.ckpt"]  # no temp file left behind
+
+
+def test_encoder_unfreezes_at_the_configured_epoch(tmp_path):
+    import timm
+
+    from depthforge.engine import train
+    from depthforge.inference import load_checkpoint
+
+    weights = tmp_path / "r18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
+    key = "layer1.0.conv1.weight"
+    start = torch.load(weights, weights_only=True)[key]
+
+    def run(epochs: int):
+        cfg = load_config(overrides=[
+            f"out={tmp_path / str(epochs)}", "model.name=unet_resnet18", f"model.pretrained={weights}",
+            "model.kwargs={frozen_stages: -1}", "train.unfreeze_epoch=1", f"train.epochs={epochs}",
+            "data.synthetic.num_train=4", "data.synthetic.num_val=2", "data.synthetic.height=32",
+            "data.synthetic.width=64", "data.batch_size=2", "train.progress_bar=false", "optim.scheduler=none",
+            "train.num_previews=0"])
+        model, _ = load_checkpoint(train(cfg) / "checkpoints" / "last.ckpt")
+        return model.encoder.model.state_dict()[key]
+
+    assert torch.equal(run(1), start)  # epoch 0: the encoder is frozen
+    assert not torch.equal(run(2), start)  # epoch 1: unfrozen, it trains
