@@ -66,3 +66,28 @@ def test_missing_prediction_is_named(run, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["evaluate", "--predictions", str(tmp_path / "empty"), "--data", str(root)]) == 2
     assert "9.npy" in capsys.readouterr().err
+
+
+def test_eval_card_round_trip_and_report(run, tmp_path, capsys):
+    card = tmp_path / "card.json"
+    report = tmp_path / "report"
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--flip-tta", "--json", str(card),
+                 "--report", str(report), "--worst", "2"]) == 0
+    saved = json.loads(card.read_text())
+    assert saved["protocol"]["flip_tta"] is True and len(saved["source"]["sha256"]) == 64
+    assert card.with_suffix(".md").read_text().startswith("# Eval card")
+    folder = next(report.iterdir())
+    names = {p.name for p in folder.iterdir()}
+    assert {"per_image.csv", "error_by_depth.png", "density.png", "worst_2.png"} <= names
+    assert len((folder / "per_image.csv").read_text().strip().splitlines()) == 1 + saved["n"]
+    capsys.readouterr()
+    assert main(["evaluate", "--card", str(card)]) == 0  # re-running reproduces the numbers
+    assert "max |recorded - now| = 0" in capsys.readouterr().out
+
+
+def test_comparison_of_several_checkpoints(run, capsys):
+    ckpts = [str(run / "checkpoints" / "last.ckpt"), str(run / "checkpoints" / "best.ckpt")]
+    assert main(["evaluate", "--checkpoint", *ckpts, "--protocol", "challenge"]) == 0
+    table = capsys.readouterr().out
+    assert "r-last" in table and "r-best" in table and table.count("| challenge |") == 2

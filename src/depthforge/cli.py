@@ -28,46 +28,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(result: dict, title: str) -> None:
-    metrics = result["metrics"]
-    print(f"{title}  (protocol {result['protocol']['name']}, n={result['n']})")
-    print("  " + "  ".join(f"{k:>8}" for k in metrics))
-    print("  " + "  ".join(f"{v:8.4f}" for v in metrics.values()))
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from depthforge.config import DataConfig
-    from depthforge.data import build_dataset
-    from depthforge.inference import load_checkpoint
     from depthforge.metrics import get_protocol
-    from depthforge.metrics.runner import evaluate_model, evaluate_predictions
+    from depthforge.metrics.card import read_card, write_card
+    from depthforge.metrics.protocols import Protocol
+    from depthforge.metrics.report import comparison_table, evaluate_sources
 
-    if bool(args.checkpoint) == bool(args.predictions):
-        raise SystemExit("evaluate: give exactly one of --checkpoint CKPT or --predictions DIR")
-    model, data_cfg = None, DataConfig()
-    if args.checkpoint:
-        model, cfg = load_checkpoint(args.checkpoint, args.device)
-        data_cfg = cfg.data
-    elif not args.data:
-        raise SystemExit("evaluate --predictions needs --data ROOT (the data set the predictions belong to)")
-    if args.data:
-        data_cfg = dataclasses.replace(data_cfg, name="challenge", root=args.data)
-    protocol = get_protocol(args.protocol, args.max_depth)
-    # Targets are loaded raw; the protocol alone decides clipping and masking.
-    dataset = build_dataset(dataclasses.replace(data_cfg, max_depth=float("inf")), args.split, train=False)
-    if model is not None:
-        result = evaluate_model(model, dataset, data_cfg, protocol, args.device)
-        result["source"] = {"checkpoint": str(args.checkpoint)}
-    else:
-        result = evaluate_predictions(args.predictions, dataset, protocol)
-        result["source"] = {"predictions": str(args.predictions)}
-    result["data"] = {"name": data_cfg.name, "root": data_cfg.root, "split": args.split}
-    _print_table(result, str(args.checkpoint or args.predictions))
+    command = "depthforge " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("depthforge") else ""
+    if args.card:
+        card = read_card(args.card)
+        source = dict(card["source"])
+        source.pop("sha256", None)
+        source["data_config"] = card["data"].get("config")
+        new = evaluate_sources([source], Protocol.from_dict(card["protocol"]), None, card["data"]["split"],
+                               args.device, command=command)[0]
+        print(comparison_table([card, new]))
+        diff = max(abs(card["metrics"][k] - new["metrics"][k]) for k in card["metrics"]
+                   if card["metrics"][k] == card["metrics"][k])  # NaN != NaN: undefined metrics are skipped
+        print(f"max |recorded - now| = {diff:.3g}")
+        return 0 if diff <= 1e-6 else 1
+    sources = [{"checkpoint": c} for c in args.checkpoint or []] + [{"predictions": d} for d in args.predictions or []]
+    if not sources:
+        raise SystemExit("evaluate: give --checkpoint CKPT..., --predictions DIR... or --card FILE")
+    crop = args.crop
+    if crop and "," in crop:
+        crop = [float(v) for v in crop.split(",")]
+    protocol = get_protocol(args.protocol, args.max_depth, crop=crop, alignment=args.alignment,
+                            flip_tta=True if args.flip_tta else None)
+    cards = evaluate_sources(sources, protocol, args.data, args.split, args.device, args.report, args.worst, command)
+    print(comparison_table(cards))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        if len(cards) == 1:
+            write_card(cards[0], args.json)
+        else:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(cards, indent=2))
     return 0
 
 
@@ -76,7 +71,7 @@ def _predict(args: argparse.Namespace) -> int:
     from depthforge.inference.io import write_prediction
 
     model, cfg = load_checkpoint(args.checkpoint, args.device)
-    predictor = Predictor(model, cfg.data, args.device)
+    predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta)
     paths = expand_inputs(args.inputs)
     for path in paths:
         depth = predictor.predict_file(path)
@@ -100,14 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=1e-4 data.batch_size=8")
     p.set_defaults(fn=_train)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint or a folder of predictions")
-    p.add_argument("--checkpoint")
-    p.add_argument("--predictions", help="folder of <stem>.npy predictions in metres")
+    p = sub.add_parser("evaluate", help="score checkpoints or prediction folders; compare; write eval cards")
+    p.add_argument("--checkpoint", nargs="+", help="one or more checkpoints")
+    p.add_argument("--predictions", nargs="+", help="folders of <stem>.npy predictions in metres")
+    p.add_argument("--card", help="re-run a saved eval card (JSON) and compare with its recorded numbers")
     p.add_argument("--data", help="challenge-layout data root (default: the checkpoint's own data)")
     p.add_argument("--split", default="val")
-    p.add_argument("--protocol", default="challenge", choices=["challenge", "standard"])
+    p.add_argument("--protocol", default="challenge", help="challenge | standard | nyu-eigen | kitti-garg | relative")
     p.add_argument("--max-depth", type=float, help="override the protocol's depth cap (metres)")
-    p.add_argument("--json", help="write the result as JSON here")
+    p.add_argument("--crop", help="none | eigen | garg | top,bottom,left,right (fractions or pixels)")
+    p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")
+    p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--json", help="write the eval card here (JSON, plus Markdown beside it)")
+    p.add_argument("--report", help="folder for per-image CSV, worst-N grid, error-by-depth and density plots")
+    p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=_evaluate)
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (<stem>.npy in metres and <stem>.png)")
     p.add_argument("--cmap", default="magma")
     p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
+    p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=_predict)
     return parser

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from depthforge.metrics.alignment import align_scale_shift
 from depthforge.metrics.ssim import ssim_map
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,19 +54,6 @@ def silog_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, lam
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``1 - SSIM`` with the course's SSIM (metre values, zero padding), averaged over valid pixels."""
     return 1.0 - _masked_mean(ssim_map(pred, target), mask)
-
-
-def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per image, the least-squares ``s * pred + t`` closest to ``target`` over valid pixels (MiDaS, Marigold)."""
-    m = mask.to(pred.dtype)
-    n = m.sum(dim=(1, 2, 3)).clamp_min(1.0)
-    mp = (m * pred).sum(dim=(1, 2, 3)) / n
-    mt = (m * target).sum(dim=(1, 2, 3)) / n
-    cov = (m * (pred - mp.view(-1, 1, 1, 1)) * (target - mt.view(-1, 1, 1, 1))).sum(dim=(1, 2, 3))
-    var = (m * (pred - mp.view(-1, 1, 1, 1)) ** 2).sum(dim=(1, 2, 3)).clamp_min(1e-12)
-    s = cov / var
-    t = mt - s * mp
-    return s.view(-1, 1, 1, 1) * pred + t.view(-1, 1, 1, 1)
 
 
 def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

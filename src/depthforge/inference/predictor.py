@@ -15,9 +15,17 @@ from depthforge.data.transforms import model_input, to_size
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig) -> torch.Tensor:
-    """Depth (N, 1, H, W) for RGB (N, 3, H, W) in [0, 1]: fed at the training geometry, returned at input size."""
-    return to_size(model(model_input(image, data_cfg)), tuple(image.shape[-2:]))
+def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip: bool = False) -> torch.Tensor:
+    """Depth (N, 1, H, W) for RGB (N, 3, H, W) in [0, 1]: fed at the training geometry, returned at input size.
+
+    ``flip``: test-time augmentation, the mean of the prediction and the (un-flipped) prediction of the mirrored
+    image, as ZoeDepth and BTS evaluate.
+    """
+    x = model_input(image, data_cfg)
+    pred = model(x)
+    if flip:
+        pred = 0.5 * (pred + model(x.flip(-1)).flip(-1))
+    return to_size(pred, tuple(image.shape[-2:]))
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -38,8 +46,10 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 class Predictor:
     """A loaded model plus the data geometry it was trained with."""
 
-    def __init__(self, model: nn.Module, data_cfg: DataConfig, device: str | torch.device = "cpu"):
+    def __init__(self, model: nn.Module, data_cfg: DataConfig, device: str | torch.device = "cpu",
+                 flip: bool = False):
         self.model = model.to(device).eval()
+        self.flip = flip
         self.data_cfg = data_cfg
         self.device = torch.device(device)
 
@@ -47,7 +57,7 @@ class Predictor:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Depth in metres (H, W) float32 for a uint8 (H, W, 3) RGB image."""
         image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div(255)[None]
-        return predict_native(self.model, image.to(self.device), self.data_cfg)[0, 0].float().cpu().numpy()
+        return predict_native(self.model, image.to(self.device), self.data_cfg, self.flip)[0, 0].float().cpu().numpy()
 
     def predict_file(self, path: str | Path) -> np.ndarray:
         return self(read_rgb(Path(path)))

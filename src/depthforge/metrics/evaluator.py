@@ -1,7 +1,8 @@
 """Accumulate metrics over a data set under a :class:`~depthforge.metrics.protocols.Protocol`.
 
 ``reset / process / compute`` in the manner of detectron2's ``DatasetEvaluator``: the same object scores a
-checkpoint, a folder of saved predictions and the validation pass of a training run.
+checkpoint, a folder of saved predictions and the validation pass of a training run. Per-image rows are always
+kept (for per-image CSVs and worst-N grids); the course protocol's headline numbers are per-batch means.
 """
 
 from __future__ import annotations
@@ -11,59 +12,104 @@ import math
 import torch
 
 from depthforge.metrics import functional as M
-from depthforge.metrics.protocols import MIN_DEPTH, Protocol
+from depthforge.metrics.alignment import align, crop_mask
+from depthforge.metrics.protocols import Protocol
 
-METRICS = ("rmse", "ssim", "abs_rel", "delta1", "mae")
+METRICS = ("rmse", "mae", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3", "ssim",
+           "edge_precision", "edge_recall", "edge_f1")
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 class Evaluator:
     """Scores batches of (N, 1, H, W) predictions against native-resolution targets."""
 
-    def __init__(self, protocol: Protocol):
+    def __init__(self, protocol: Protocol, bins: int = 20):
         self.protocol = protocol
+        self.bins = bins
         self.reset()
 
     def reset(self) -> None:
-        self._rows: list[dict[str, float]] = []
+        self.image_rows: list[dict] = []
+        self._batch_rows: list[dict[str, float]] = []
         self.n = 0
+        # Pixel statistics over [0, max_depth] for the error-by-depth plot and the pred-vs-truth density plot.
+        self.bin_count = torch.zeros(self.bins, dtype=torch.float64)
+        self.bin_abs = torch.zeros(self.bins, dtype=torch.float64)
+        self.bin_sq = torch.zeros(self.bins, dtype=torch.float64)
+        self.density = torch.zeros(100, 100, dtype=torch.float64)
 
-    def _score(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    def _accumulate_pixels(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> None:
+        cap = self.protocol.max_depth
+        g, p = gt[valid], pred[valid]
+        idx = (g / cap * self.bins).long().clamp(0, self.bins - 1)
+        err = p - g
+        self.bin_count += torch.bincount(idx, minlength=self.bins).double()
+        self.bin_abs += torch.bincount(idx, weights=err.abs(), minlength=self.bins)
+        self.bin_sq += torch.bincount(idx, weights=err**2, minlength=self.bins)
+        gi = (g / cap * 100).long().clamp(0, 99)
+        pi = (p / cap * 100).long().clamp(0, 99)
+        self.density += torch.bincount(gi * 100 + pi, minlength=10000).double().view(100, 100)
+
+    def depth_bins(self) -> dict[str, list[float]]:
+        """Per ground-truth depth bin: edges, pixel count, MAE and RMSE."""
+        edges = torch.linspace(0, self.protocol.max_depth, self.bins + 1)
+        n = self.bin_count.clamp_min(1)
+        return {"edges": edges.tolist(), "count": self.bin_count.tolist(), "mae": (self.bin_abs / n).tolist(),
+                "rmse": (self.bin_sq / n).sqrt().tolist()}
+
+    def prepare(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Apply the protocol: crop, caps (clip or mask), per-image alignment, prediction clamp."""
         p = self.protocol
-        return {
-            "rmse": M.rmse(pred, gt, mask).item(),
-            "ssim": M.ssim(pred, gt, mask, p.ssim_range).item(),
-            "abs_rel": M.abs_rel(pred, gt, mask).item(),
-            "delta1": M.delta(pred, gt, mask).item(),
-            "mae": M.mae(pred, gt, mask).item(),
-        }
-
-    def process(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Add one batch. ``gt`` is the raw target in metres; the protocol clips or masks it here."""
         if pred.shape != gt.shape:
             raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(gt.shape)}; resize "
                              "predictions to the target (depthforge.data.transforms.to_size) before scoring")
-        p = self.protocol
-        pred, gt = pred.detach().float().cpu(), gt.detach().float().cpu()
-        valid = torch.ones_like(gt, dtype=torch.bool) if mask is None else mask.detach().cpu().bool()
+        pred, gt = pred.detach().double().cpu(), gt.detach().double().cpu()
+        valid = torch.ones_like(gt, dtype=torch.bool) if mask is None else mask.detach().cpu().bool().clone()
+        valid &= crop_mask(gt.shape[-2], gt.shape[-1], p.crop)
         if p.clip_target:
             gt = gt.clamp(0.0, p.max_depth)
         else:
-            valid = valid & (gt > MIN_DEPTH) & (gt <= p.max_depth)
+            valid &= (gt > p.min_depth) & (gt <= p.max_depth)
+        pred = align(pred, gt, valid, p.alignment)
         if p.clamp_pred:
-            pred = pred.clamp(MIN_DEPTH, p.max_depth)
+            pred = pred.clamp(p.min_depth, p.max_depth)
+        return pred, gt, valid
+
+    def _score(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+        p = self.protocol
+        row = {
+            "rmse": M.rmse(pred, gt, valid), "mae": M.mae(pred, gt, valid), "rmse_log": M.rmse_log(pred, gt, valid),
+            "abs_rel": M.abs_rel(pred, gt, valid), "sq_rel": M.sq_rel(pred, gt, valid),
+            "log10": M.log10(pred, gt, valid), "silog": M.silog(pred, gt, valid),
+            "delta1": M.delta(pred, gt, valid, 1.25), "delta2": M.delta(pred, gt, valid, 1.25**2),
+            "delta3": M.delta(pred, gt, valid, 1.25**3),
+            "ssim": M.ssim(pred, gt, valid, p.ssim_range, p.ssim_padding),
+            **M.edge_scores(pred, gt, valid, p.edge_ratio),
+        }
+        return {k: float(v) for k, v in row.items()}
+
+    def process(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None,
+                stems: list[str] | None = None) -> None:
+        """Add one batch. ``gt`` is the raw target in metres; the protocol clips or masks it here."""
+        pred, gt, valid = self.prepare(pred, gt, mask)
+        stems = stems or [str(self.n + i) for i in range(pred.shape[0])]
+        for i, stem in enumerate(stems):
+            if valid[i].any():
+                self.image_rows.append({"stem": stem, **self._score(pred[i:i + 1], gt[i:i + 1], valid[i:i + 1])})
+        if self.protocol.per_batch:
+            self._batch_rows.append(self._score(pred, gt, valid))
+        self._accumulate_pixels(pred, gt, valid)
         self.n += pred.shape[0]
-        if p.per_batch:
-            self._rows.append(self._score(pred, gt, valid))
-        else:
-            for i in range(pred.shape[0]):
-                if valid[i].any():
-                    self._rows.append(self._score(pred[i:i + 1], gt[i:i + 1], valid[i:i + 1]))
 
     def compute(self) -> dict[str, float]:
-        """Mean of each metric over batches (course) or images (standard)."""
-        if not self._rows:
-            return {k: math.nan for k in METRICS}
-        return {k: sum(r[k] for r in self._rows) / len(self._rows) for k in METRICS}
+        """Mean of each metric over batches (per_batch protocols) or images, ignoring undefined (NaN) entries."""
+        rows = self._batch_rows if self.protocol.per_batch else self.image_rows
+        return {k: _nanmean([r[k] for r in rows]) for k in METRICS}
 
     def result(self) -> dict:
         """The JSON-ready result: protocol, metrics and sample count."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +16,19 @@ from depthforge.inference.predictor import predict_native
 from depthforge.metrics.evaluator import Evaluator
 from depthforge.metrics.protocols import Protocol
 
+Predict = Callable[[dict], torch.Tensor]
 
-@torch.inference_mode()
-def evaluate_model(model: nn.Module, dataset: DepthDataset, data_cfg: DataConfig, protocol: Protocol,
-                   device: str | torch.device = "cpu") -> dict:
-    """Predict every sample in order (batches of ``protocol.batch_size``) and score at native resolution."""
-    evaluator = Evaluator(protocol)
+
+def model_predictor(model: nn.Module, data_cfg: DataConfig, protocol: Protocol, device: str | torch.device = "cpu"
+                    ) -> Predict:
+    """Batch -> native-resolution prediction for a model (with the protocol's flip TTA)."""
     model = model.to(device).eval()
-    for batch in build_loader(dataset, protocol.batch_size, shuffle=False):
-        pred = predict_native(model, batch["image"].to(device), data_cfg)
-        evaluator.process(pred, batch["depth"], batch["mask"])
-    return evaluator.result()
+
+    @torch.inference_mode()
+    def predict(batch: dict) -> torch.Tensor:
+        return predict_native(model, batch["image"].to(device), data_cfg, protocol.flip_tta).cpu()
+
+    return predict
 
 
 def load_prediction(path: Path) -> torch.Tensor:
@@ -43,12 +46,37 @@ def load_prediction(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.float32))[None, None]
 
 
-def evaluate_predictions(pred_dir: str | Path, dataset: DepthDataset, protocol: Protocol) -> dict:
-    """Score ``pred_dir/<stem>.npy`` against ``dataset``; predictions are resized to each target, never the reverse."""
+def folder_predictor(pred_dir: str | Path) -> Predict:
+    """Batch -> predictions read from ``pred_dir/<stem>.npy``, resized to each target (never the reverse)."""
     pred_dir = Path(pred_dir)
-    evaluator = Evaluator(protocol)
-    for batch in build_loader(dataset, protocol.batch_size, shuffle=False):
+
+    def predict(batch: dict) -> torch.Tensor:
         size = tuple(batch["depth"].shape[-2:])
-        preds = [to_size(load_prediction(pred_dir / f"{stem}.npy"), size) for stem in batch["meta"]["stem"]]
-        evaluator.process(torch.cat(preds), batch["depth"], batch["mask"])
-    return evaluator.result()
+        return torch.cat([to_size(load_prediction(pred_dir / f"{s}.npy"), size) for s in batch["meta"]["stem"]])
+
+    return predict
+
+
+def iterate(dataset: DepthDataset, predict: Predict, batch_size: int) -> Iterator[tuple[dict, torch.Tensor]]:
+    """Batches in data set order with their predictions."""
+    for batch in build_loader(dataset, batch_size, shuffle=False):
+        yield batch, predict(batch)
+
+
+def run_evaluation(dataset: DepthDataset, predict: Predict, protocol: Protocol) -> Evaluator:
+    """Score every sample in order, in batches of ``protocol.batch_size`` (the last partial batch kept)."""
+    evaluator = Evaluator(protocol)
+    for batch, pred in iterate(dataset, predict, protocol.batch_size):
+        evaluator.process(pred, batch["depth"], batch["mask"], list(batch["meta"]["stem"]))
+    return evaluator
+
+
+def evaluate_model(model: nn.Module, dataset: DepthDataset, data_cfg: DataConfig, protocol: Protocol,
+                   device: str | torch.device = "cpu") -> dict:
+    """JSON-ready result of a model on ``dataset``."""
+    return run_evaluation(dataset, model_predictor(model, data_cfg, protocol, device), protocol).result()
+
+
+def evaluate_predictions(pred_dir: str | Path, dataset: DepthDataset, protocol: Protocol) -> dict:
+    """JSON-ready result of saved predictions ``pred_dir/<stem>.npy`` on ``dataset``."""
+    return run_evaluation(dataset, folder_predictor(pred_dir), protocol).result()

@@ -1,0 +1,66 @@
+"""Eval cards: a result saved with everything needed to re-run it (JSON) and to read it (Markdown)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+from depthforge import __version__
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_card(result: dict, source: dict, data: dict, command: str) -> dict:
+    """Add provenance to an evaluator result: what was scored, on what data, by which command and version."""
+    if "checkpoint" in source and Path(source["checkpoint"]).is_file():
+        source = {**source, "sha256": file_sha256(source["checkpoint"])}
+    return {**result, "source": source, "data": data, "command": command, "depthforge": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{platform.machine()} {platform.node()}"}
+
+
+def card_markdown(card: dict) -> str:
+    """A human-readable card: metrics table, then the protocol field by field."""
+    m, p = card["metrics"], card["protocol"]
+    src = card["source"].get("checkpoint") or card["source"].get("predictions")
+    lines = [f"# Eval card: {Path(str(src)).name}", "",
+             f"- source: `{src}`" + (f" (sha256 `{card['source']['sha256'][:16]}…`)" if "sha256" in card["source"]
+                                     else ""),
+             f"- data: {card['data'].get('name')} `{card['data'].get('root')}` split `{card['data'].get('split')}`, "
+             f"n = {card['n']}",
+             f"- command: `{card['command']}`", f"- depthforge {card['depthforge']}, {card['created']}", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in m.items()]
+    lines += ["", f"## Protocol `{p['name']}`", "", "| field | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in p.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(card: dict, path: str | Path) -> tuple[Path, Path]:
+    """Write ``path`` (JSON) and the Markdown beside it (same name, ``.md``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card, indent=2))
+    md = path.with_suffix(".md")
+    md.write_text(card_markdown(card))
+    return path, md
+
+
+def read_card(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable eval card ({err}); pass the .json written by --json") from err
+    for key in ("protocol", "source", "data", "metrics"):
+        if key not in card:
+            raise ValueError(f"{path}: eval card lacks '{key}'; was it written by depthforge evaluate --json?")
+    return card

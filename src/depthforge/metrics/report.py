@@ -1,0 +1,102 @@
+"""Evaluate one or more sources (checkpoints or prediction folders) and write cards and reports."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depthforge.config import DataConfig, load_config
+from depthforge.data import DepthDataset, build_dataset
+from depthforge.metrics.card import make_card
+from depthforge.metrics.evaluator import METRICS, Evaluator
+from depthforge.metrics.protocols import Protocol
+from depthforge.metrics.runner import Predict, folder_predictor, model_predictor, run_evaluation
+from depthforge.viz.plots import plot_density, plot_error_by_depth, save_grid
+
+
+def source_name(source: dict) -> str:
+    path = Path(source.get("checkpoint") or source["predictions"])
+    return f"{path.parent.parent.name}-{path.stem}" if "checkpoint" in source else path.name
+
+
+def resolve_source(source: dict, data_root: str | None, split: str, protocol: Protocol, device: str
+                   ) -> tuple[Predict, DepthDataset, DataConfig]:
+    """The predictor, the raw (uncapped) evaluation dataset and the data config for one source."""
+    from depthforge.inference import load_checkpoint
+
+    data_cfg = DataConfig()
+    predict: Predict | None = None
+    if "checkpoint" in source:
+        model, cfg = load_checkpoint(source["checkpoint"], device)
+        data_cfg = cfg.data
+        predict = model_predictor(model, data_cfg, protocol, device)
+    elif not data_root and not source.get("data_config"):
+        raise ValueError("scoring --predictions needs --data ROOT (the data set the predictions belong to)")
+    if source.get("data_config"):
+        data_cfg = load_config(base={"data": source["data_config"]}).data
+    if data_root:
+        data_cfg = dataclasses.replace(data_cfg, name="challenge", root=str(data_root))
+    # Targets are loaded raw; the protocol alone decides clipping and masking.
+    dataset = build_dataset(dataclasses.replace(data_cfg, max_depth=float("inf")), split, train=False)
+    if predict is None:
+        predict = folder_predictor(source["predictions"])
+    return predict, dataset, data_cfg
+
+
+def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, out_dir: str | Path, worst: int = 8
+                 ) -> list[Path]:
+    """Per-image CSV, worst-N grid (by RMSE), error-by-depth-bin plot and prediction-vs-truth density plot."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "per_image.csv"]
+    with open(written[0], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["stem", *METRICS])
+        writer.writeheader()
+        writer.writerows(evaluator.image_rows)
+    cap = evaluator.protocol.max_depth
+    written.append(plot_error_by_depth(evaluator.depth_bins(), out / "error_by_depth.png"))
+    written.append(plot_density(evaluator.density.numpy(), cap, out / "density.png"))
+    rows = sorted(evaluator.image_rows, key=lambda r: -r["rmse"])[:worst]
+    index = {dataset.stem(i): i for i in range(len(dataset))}
+    triples = []
+    for row in rows:
+        sample = dataset[index[row["stem"]]]
+        batch = {"image": sample["image"][None], "depth": sample["depth"][None], "meta": {"stem": [row["stem"]]}}
+        pred = predict(batch)[0, 0].float().numpy()
+        gt = sample["depth"][0].clamp(0, cap).numpy()
+        triples.append(((sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8), gt, pred))
+    if triples:
+        written.append(save_grid(triples, cap, out / f"worst_{len(triples)}.png"))
+    return written
+
+
+@torch.inference_mode()
+def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | None = None, split: str = "val",
+                     device: str = "cpu", report_dir: str | Path | None = None, worst: int = 8,
+                     command: str = "") -> list[dict]:
+    """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``."""
+    cards = []
+    for source in sources:
+        predict, dataset, data_cfg = resolve_source(source, data_root, split, protocol, device)
+        evaluator = run_evaluation(dataset, predict, protocol)
+        data = {"name": data_cfg.name, "root": data_cfg.root, "split": split, "config": dataclasses.asdict(data_cfg)}
+        card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data, command)
+        if report_dir:
+            paths = write_report(evaluator, dataset, predict, Path(report_dir) / source_name(source), worst)
+            card["report"] = [str(p) for p in paths]
+        cards.append(card)
+    return cards
+
+
+def comparison_table(cards: list[dict], columns: tuple[str, ...] = ("rmse", "ssim", "abs_rel", "delta1", "silog",
+                                                                     "edge_f1")) -> str:
+    """A Markdown table: one row per source."""
+    head = "| source | protocol | n | " + " | ".join(columns) + " |"
+    sep = "|---|---|---|" + "---|" * len(columns)
+    rows = [f"| {source_name(c['source'])} | {c['protocol']['name']} | {c['n']} | "
+            + " | ".join(f"{c['metrics'][k]:.4f}" for k in columns) + " |" for c in cards]
+    return "\n".join([head, sep, *rows])
