@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from depthforge.config import load_config
-from depthforge.data import build_dataset
 from depthforge.engine import train
-from depthforge.inference import load_checkpoint
 from depthforge.metrics import get_protocol
-from depthforge.metrics.runner import evaluate_model
+from depthforge.metrics.card import write_card
+from depthforge.metrics.report import evaluate_sources
 
 
 def main() -> None:
@@ -46,20 +46,22 @@ def main() -> None:
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     steps, epochs = ckpt["global_step"], ckpt["epoch"]
 
-    model, cfg = load_checkpoint(out / "checkpoints" / f"{args.checkpoint}.ckpt")
+    scored = out / "checkpoints" / f"{args.checkpoint}.ckpt"
+    params = sum(v.numel() for k, v in ckpt["state_dict"].items() if "running_" not in k and "num_batches" not in k)
     row = {"name": args.name, "config": args.config, "overrides": args.overrides, "train_minutes": train_minutes,
            "steps": steps, "epochs_completed": epochs, "images_seen": steps * cfg.data.batch_size,
-           "train_images_per_s": steps * cfg.data.batch_size / (train_minutes * 60),
-           "params": sum(p.numel() for p in model.parameters()),
+           "train_images_per_s": steps * cfg.data.batch_size / (train_minutes * 60), "params": params,
            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                       f"torch {torch.__version__}, {'cuda' if torch.cuda.is_available() else 'cpu'}",
            "scored_checkpoint": args.checkpoint, "results": {}}
+    results = Path("benchmarks/results")
+    results.mkdir(parents=True, exist_ok=True)
     for proto_name in ("challenge", "standard"):
-        raw = build_dataset(cfg.data.__class__(**{**cfg.data.__dict__, "max_depth": float("inf")}), "val", train=False)
-        result = evaluate_model(model, raw, cfg.data, get_protocol(proto_name))
-        row["results"][proto_name] = result
-    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
-    Path(f"benchmarks/results/{args.name}.json").write_text(json.dumps(row, indent=2))
+        card = evaluate_sources([{"checkpoint": str(scored)}], get_protocol(proto_name), args.data, "val",
+                                command="python " + " ".join(sys.argv))[0]
+        write_card(card, results / f"{args.name}.{proto_name}.json")
+        row["results"][proto_name] = {"metrics": card["metrics"], "n": card["n"]}
+    (results / f"{args.name}.json").write_text(json.dumps(row, indent=2))
 
     print(f"| {'run':<28} | protocol  |  RMSE  |  SSIM  | AbsRel | delta1 | min  | img/s |")
     for proto_name, result in row["results"].items():
