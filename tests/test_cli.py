@@ -50,7 +50,8 @@ def test_predict_then_score_predictions(run, tmp_path):
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(root / "rgb" / "val"),
                  "--out", str(pred_dir)]) == 0
     depth = np.load(pred_dir / "1.npy")
-    assert depth.shape == (40, 60) and depth.dtype == np.float32 and (pred_dir / "1.png").is_file()
+    assert depth.shape == (40, 60) and depth.dtype == np.float32 and (pred_dir / "1_color.png").is_file()
+    assert json.loads((pred_dir / "1.npy.json").read_text())["units"] == "metres"
     # Scoring saved predictions equals scoring the checkpoint directly.
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert main(["evaluate", "--predictions", str(pred_dir), "--data", str(root), "--json", str(a)]) == 0
@@ -91,3 +92,35 @@ def test_comparison_of_several_checkpoints(run, capsys):
     assert main(["evaluate", "--checkpoint", *ckpts, "--protocol", "challenge"]) == 0
     table = capsys.readouterr().out
     assert "r-last" in table and "r-best" in table and table.count("| challenge |") == 2
+
+
+def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys):
+    from depthforge.inference.depth_io import read_depth
+    from depthforge.inference.pointcloud import read_ply
+
+    root = tmp_path / "data"
+    img, _ = write_pair(root, "val", "5", h=40, w=60)
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    out = tmp_path / "p"
+    assert main(["predict", "--checkpoint", ckpt, str(img), "--out", str(out), "--format", "npy", "png16", "pfm",
+                 "--ply", "--fx", "50"]) == 0
+    d_npy, meta = read_depth(out / "5.npy")
+    d_pfm, _ = read_depth(out / "5.pfm")
+    assert np.array_equal(d_npy, d_pfm) and meta["intrinsics"]["fx"] == 50.0 and meta["model"] == "baseline"
+    pts = read_ply(out / "5.ply")
+    assert len(pts) > 0 and np.all(pts[:, 2] > 0)
+
+    csv = tmp_path / "k.csv"  # known distances equal to 2x the prediction: calibration must find scale 2
+    csv.write_text("\n".join(f"{x},{y},{2 * d_npy[y, x]}" for x, y in [(3, 4), (50, 30), (20, 10)]))
+    out2 = tmp_path / "c"
+    assert main(["predict", "--checkpoint", ckpt, str(img), "--out", str(out2), "--calibrate", str(csv)]) == 0
+    d_cal, meta2 = read_depth(out2 / "5.npy")
+    assert meta2["calibration"]["scale"] == pytest.approx(2.0, rel=1e-4)
+    np.testing.assert_allclose(d_cal, 2 * d_npy, rtol=1e-4)
+
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", ckpt, "--out", str(onnx_path)]) == 0
+    assert "max |exported - eager|" in capsys.readouterr().out
+    out3 = tmp_path / "o"
+    assert main(["predict", "--onnx", str(onnx_path), str(img), "--out", str(out3)]) == 0
+    np.testing.assert_allclose(np.load(out3 / "5.npy"), d_npy, atol=1e-4)

@@ -67,16 +67,69 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from depthforge.inference import Predictor, expand_inputs, load_checkpoint
-    from depthforge.inference.io import write_prediction
+    import numpy as np
 
-    model, cfg = load_checkpoint(args.checkpoint, args.device)
+    from depthforge.data.base import read_rgb
+    from depthforge.inference import Predictor, expand_inputs, load_checkpoint
+    from depthforge.inference.calibration import calibrate, read_points
+    from depthforge.inference.io import write_prediction
+    from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif
+
+    if bool(args.checkpoint) == bool(args.onnx):
+        raise SystemExit("predict: give exactly one of --checkpoint CKPT or --onnx MODEL.onnx")
+    if args.onnx:
+        from depthforge.inference.export import OnnxModel
+
+        model = OnnxModel(args.onnx)
+        if model.config is None:
+            raise SystemExit(f"{args.onnx}: no depthforge config inside; export it with depthforge export")
+        cfg, source = model.config, {"onnx": str(args.onnx)}
+    else:
+        model, cfg = load_checkpoint(args.checkpoint, args.device)
+        source = {"checkpoint": str(args.checkpoint)}
     predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta)
-    paths = expand_inputs(args.inputs)
-    for path in paths:
-        depth = predictor.predict_file(path)
-        npy, png = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax)
-        print(f"{path} -> {npy}, {png}  (depth {depth.min():.2f}..{depth.max():.2f} m)")
+    points = read_points(args.calibrate) if args.calibrate else None
+    for path in expand_inputs(args.inputs):
+        rgb = read_rgb(path)
+        depth = predictor(rgb)
+        h, w = depth.shape
+        meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
+                "flip_tta": args.flip_tta}
+        if points:
+            cal = calibrate(depth, points, shift=args.shift)
+            depth = cal.apply(depth).astype(np.float32)
+            meta["calibration"] = {"scale": cal.scale, "shift": cal.shift, "inliers": cal.inliers,
+                                   "rms_m": cal.residual_m}
+        if args.fx:
+            k = Intrinsics(args.fx, args.fy or args.fx, args.cx if args.cx is not None else (w - 1) / 2,
+                           args.cy if args.cy is not None else (h - 1) / 2)
+        else:
+            k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
+        meta["intrinsics"] = k.to_dict()
+        written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, tuple(args.format), meta)
+        if args.ply:
+            written.append(depth_to_ply(Path(args.out) / f"{path.stem}.ply", depth, rgb, k, cfg.data.max_depth))
+        print(f"{path} -> {', '.join(str(p) for p in written)}  (depth {depth.min():.2f}..{depth.max():.2f} m)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from depthforge.inference import load_checkpoint
+    from depthforge.inference.export import OnnxModel, check_parity, export_onnx, export_torch
+
+    model, cfg = load_checkpoint(args.checkpoint)
+    out = Path(args.out)
+    if args.format == "onnx":
+        path = export_onnx(model, out.with_suffix(".onnx"), cfg)
+        diff = check_parity(model, OnnxModel(path), tol=args.tol)
+    else:
+        import torch
+
+        path = export_torch(model, out.with_suffix(".pt2"))
+        m = model.multiple
+        diff = check_parity(model, torch.export.load(str(path)).module(), sizes=((5 * m, 8 * m), (3 * m, 4 * m)),
+                            tol=args.tol)
+    print(f"{path}: max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
     return 0
 
 
@@ -112,15 +165,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=_evaluate)
 
-    p = sub.add_parser("predict", help="depth maps for images or folders")
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("predict", help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
+    p.add_argument("--checkpoint")
+    p.add_argument("--onnx", help="run an exported ONNX model with ONNX Runtime instead of a checkpoint")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("--out", required=True, help="output folder (<stem>.npy in metres and <stem>.png)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", nargs="+", default=["npy"], choices=["npy", "png16", "pfm", "exr"],
+                   help="raw depth formats (each with a <file>.json sidecar)")
     p.add_argument("--cmap", default="magma")
     p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
+    p.add_argument("--fx", type=float, help="focal length in pixels (else EXIF, else the --hfov guess)")
+    p.add_argument("--fy", type=float)
+    p.add_argument("--cx", type=float)
+    p.add_argument("--cy", type=float)
+    p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view guess in degrees")
+    p.add_argument("--calibrate", help="CSV of x,y,metres known distances: fit scale (and --shift) per image")
+    p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export, with a parity check")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", default="onnx", choices=["onnx", "torch"])
+    p.add_argument("--out", required=True, help="output path (suffix .onnx / .pt2 is set)")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |exported - eager|")
+    p.set_defaults(fn=_export)
     return parser
 
 
@@ -130,12 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     from depthforge.config import ConfigError
     from depthforge.data import DataError
     from depthforge.inference import CheckpointError
+    from depthforge.inference.export import ParityError
     from depthforge.models import PretrainedWeightsError
 
     try:
         return args.fn(args)
-    except (ConfigError, DataError, CheckpointError, PretrainedWeightsError, FileNotFoundError, KeyError,
-            ValueError) as err:
+    except (ConfigError, DataError, CheckpointError, PretrainedWeightsError, ParityError, FileNotFoundError,
+            KeyError, ValueError) as err:
         print(f"depthforge {args.command}: error: {err}", file=sys.stderr)
         return 2
 

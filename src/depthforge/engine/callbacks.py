@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,35 @@ class CheckpointMetadata(L.Callback):
         checkpoint["depthforge"] = {"version": __version__, "model_name": cfg.model.name, "config": cfg.to_dict()}
         # Plain dict: Lightning's AttributeDict would not pass torch.load(weights_only=True).
         checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))
+
+
+class BudgetSchedule(L.Callback):
+    """Under ``train.max_minutes``, end the decaying schedule when the time runs out, not after the nominal epochs.
+
+    After every epoch the steps the remaining minutes allow are estimated from that epoch's pace (validation
+    included) and the schedule length is cut to fit. Time-budgeted runs are therefore not bit-reproducible.
+    """
+
+    def __init__(self, max_minutes: float):
+        self.budget_s = max_minutes * 60.0
+        self.start = self.epoch_start = 0.0
+        self.epoch_start_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_start, self.epoch_start_step = time.monotonic(), trainer.global_step
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        steps = trainer.global_step - self.epoch_start_step
+        if trainer.sanity_checking or steps <= 0:
+            return
+        now = time.monotonic()
+        per_step = (now - self.epoch_start) / steps
+        affordable = trainer.global_step + int(max(self.budget_s - (now - self.start), 0) / per_step)
+        length = pl_module.schedule_length
+        length.steps = max(trainer.global_step + 1, min(length.steps, affordable))
 
 
 class PreviewCallback(L.Callback):

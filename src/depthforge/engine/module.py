@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from depthforge.config import Config, load_config
-from depthforge.engine.optim import build_optimizer, build_scheduler
+from depthforge.engine.optim import ScheduleLength, build_optimizer, build_scheduler
 from depthforge.inference.predictor import predict_native
 from depthforge.losses import WeightedLoss
 from depthforge.metrics import Evaluator, get_protocol
@@ -28,7 +28,7 @@ class DepthModule(L.LightningModule):
         self.model = model_from_config(self.cfg.model, self.cfg.data.max_depth)
         self.criterion = WeightedLoss(self.cfg.loss.terms)
         self.evaluator = Evaluator(get_protocol("challenge", self.cfg.data.max_depth))
-        self.total_steps = total_steps
+        self.schedule_length = ScheduleLength(total_steps)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -63,7 +63,7 @@ class DepthModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.cfg.optim, self.model)
-        scheduler = build_scheduler(self.cfg.optim, optimizer, self.total_steps)
+        scheduler = build_scheduler(self.cfg.optim, optimizer, self.schedule_length)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

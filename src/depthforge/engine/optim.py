@@ -38,9 +38,17 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer
     raise ValueError(f"unknown optim.name '{cfg.name}'; use adam, adamw or sgd")
 
 
-def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int
+class ScheduleLength:
+    """The number of steps a decaying schedule spans; a wall-clock budget may shorten it during the run."""
+
+    def __init__(self, steps: int):
+        self.steps = max(int(steps), 1)
+
+
+def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, length: ScheduleLength | int
                     ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A per-step schedule: ``cyclic`` (the report's CyclicLR), ``cosine`` with linear warm-up, or ``none``."""
+    length = length if isinstance(length, ScheduleLength) else ScheduleLength(length)
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "cyclic":
@@ -51,12 +59,12 @@ def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_st
             step_size_up=cfg.step_size_up,
             step_size_down=cfg.step_size_down, mode=cfg.cyclic_mode, cycle_momentum=cfg.name == "sgd")
     if cfg.scheduler == "cosine":
-        warmup, total = cfg.warmup_steps, max(total_steps, 1)
+        warmup = cfg.warmup_steps
 
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            progress = min(1.0, (step - warmup) / max(1, length.steps - warmup))
             return 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

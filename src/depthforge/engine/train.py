@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from depthforge.config import Config, save_config
 from depthforge.data import build_dataset, build_loader
-from depthforge.engine.callbacks import AtomicCheckpointIO, CheckpointMetadata, PreviewCallback
+from depthforge.engine.callbacks import AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, PreviewCallback
 from depthforge.engine.module import DepthModule
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def train(cfg: Config) -> Path:
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     module = DepthModule(cfg.to_dict(), total_steps=total_steps)
 
+    callbacks = [BudgetSchedule(t.max_minutes)] if t.max_minutes else []
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/rmse", mode="min",
                                  save_top_k=1, save_last=True, every_n_epochs=t.ckpt_every,
                                  auto_insert_metric_name=False)
@@ -64,8 +65,8 @@ def train(cfg: Config) -> Path:
         limit_train_batches=limit_batches,
         check_val_every_n_epoch=t.val_every,
         log_every_n_steps=min(t.log_every, max(1, limit_batches or steps_per_epoch)),
-        callbacks=[checkpoint, CheckpointMetadata(), PreviewCallback(out / "previews", val_set, t.num_previews),
-                   LearningRateMonitor("step")],
+        callbacks=[*callbacks, checkpoint, CheckpointMetadata(),
+                   PreviewCallback(out / "previews", val_set, t.num_previews), LearningRateMonitor("step")],
         logger=[CSVLogger(save_dir=out, name="", version=""), TensorBoardLogger(save_dir=out, name="tb", version="")],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar,

@@ -1,4 +1,4 @@
-"""Depth outputs: raw metres as ``.npy`` and a colourised PNG for viewing."""
+"""Prediction outputs: raw depth (with sidecar) in the requested formats and a colourised preview."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from depthforge.inference.depth_io import write_depth
 from depthforge.viz import colorize
 
 
 def write_prediction(depth: np.ndarray, out_dir: str | Path, stem: str, cmap: str = "magma",
-                     vmax: float | None = None) -> tuple[Path, Path]:
-    """Write ``out_dir/<stem>.npy`` (float32 metres, HxW) and ``out_dir/<stem>.png`` (colourised)."""
+                     vmax: float | None = None, formats: tuple[str, ...] = ("npy",), meta: dict | None = None
+                     ) -> list[Path]:
+    """``out_dir/<stem>.<fmt>`` (+ ``.json`` sidecar) per format and ``out_dir/<stem>_color.png``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    npy, png = out_dir / f"{stem}.npy", out_dir / f"{stem}.png"
-    np.save(npy, depth.astype(np.float32))
-    Image.fromarray(colorize(depth, cmap=cmap, vmin=0.0 if vmax else None, vmax=vmax)).save(png)
-    return npy, png
+    written = [write_depth(out_dir / stem, depth, fmt, meta=meta)[0] for fmt in formats]
+    preview = out_dir / f"{stem}_color.png"
+    Image.fromarray(colorize(depth, cmap=cmap, vmin=0.0 if vmax else None, vmax=vmax)).save(preview)
+    return [*written, preview]

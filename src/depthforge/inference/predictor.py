@@ -48,7 +48,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, data_cfg: DataConfig, device: str | torch.device = "cpu",
                  flip: bool = False):
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval()  # an nn.Module or an OnnxModel
         self.flip = flip
         self.data_cfg = data_cfg
         self.device = torch.device(device)

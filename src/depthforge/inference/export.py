@@ -1,0 +1,100 @@
+"""Export to ONNX (dynamic batch, height and width) and torch.export, each checked against eager PyTorch.
+
+The resolved config travels inside the ONNX file (``metadata_props['depthforge_config']``), so an exported model
+is fed at its training geometry without its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from depthforge.config import Config, load_config
+
+PARITY_SIZES = ((144, 256), (150, 250))
+
+
+class ParityError(AssertionError):
+    """Exported and eager outputs differ by more than the tolerance."""
+
+
+def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, opset: int = 17) -> Path:
+    """Write an ONNX graph with dynamic N/H/W (TorchScript-based exporter: no onnxscript dependency)."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    x = torch.rand(1, 3, *PARITY_SIZES[0])
+    dyn = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter warns about traced shape arithmetic it handles correctly
+        torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["depth"],
+                          dynamic_axes={"image": dyn, "depth": dyn}, opset_version=opset, dynamo=False)
+    if cfg is not None:
+        proto = onnx.load(str(path))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "depthforge_config", json.dumps(cfg.to_dict())
+        onnx.save(proto, str(path))
+    return path
+
+
+class OnnxModel:
+    """An ONNX Runtime session that behaves like the eager model: (N, 3, H, W) tensor in, depth tensor out."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.config = load_config(base=json.loads(meta["depthforge_config"])) if "depthforge_config" in meta else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {"image": x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(out)
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def to(self, *_args, **_kwargs) -> OnnxModel:
+        return self
+
+
+def export_torch(model: nn.Module, path: str | Path) -> Path:
+    """``torch.export`` program with dynamic batch, height and width (multiples of the model's input multiple).
+
+    Works for models without data-dependent Python arithmetic on shapes: TF-"same" padding (EfficientNet-Lite)
+    and ViT position-embedding resizing are not exportable this way; use ONNX for those.
+    """
+    path = Path(path)
+    multiple = getattr(model, "multiple", 32)
+    n = torch.export.Dim("n", min=1, max=64)
+    h = torch.export.Dim("h", min=1, max=256)
+    w = torch.export.Dim("w", min=1, max=256)
+    x = torch.rand(2, 3, 5 * multiple, 8 * multiple)
+    shapes = {"x": {0: n, 2: h * multiple, 3: w * multiple}}
+    program = torch.export.export(model.eval().cpu(), (x,), dynamic_shapes=shapes)
+    torch.export.save(program, str(path))
+    return path
+
+
+def check_parity(reference: nn.Module, exported, sizes=PARITY_SIZES, tol: float = 1e-4) -> float:
+    """Max absolute difference over random inputs of ``sizes``; raises :class:`ParityError` above ``tol``."""
+    worst = 0.0
+    torch.manual_seed(0)
+    for h, w in sizes:
+        x = torch.rand(2, 3, h, w)
+        with torch.no_grad():
+            diff = (reference(x) - exported(x)).abs().max().item()
+        worst = max(worst, diff)
+    if not np.isfinite(worst) or worst > tol:
+        raise ParityError(f"exported model differs from eager by {worst:.3g} (> {tol:g})")
+    return worst
