@@ -133,6 +133,66 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_config(args: argparse.Namespace):
+    from depthforge.config import load_config
+
+    overrides = list(args.overrides)
+    if args.format:
+        overrides.insert(0, f"data.name={args.format}")
+    if args.root:
+        overrides.insert(0, f"data.root={args.root}")
+    return load_config(args.config, overrides)
+
+
+def _data(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from depthforge.data.cache import write_cache
+    from depthforge.data.check import check_split, errors, format_report, save_samples_png
+    from depthforge.data.convert import convert
+    from depthforge.data.datamodule import build_dataset
+    from depthforge.viz import colorize
+
+    cfg = _data_config(args)
+    splits = args.split or [cfg.data.train_split, cfg.data.val_split]
+    if args.action == "check":
+        reports = [check_split(cfg.data, split) for split in splits]
+        print(format_report(reports))
+        if args.png and save_samples_png(reports, args.png):
+            print(f"sample pairs: {args.png}")
+        n = errors(reports)
+        print("OK" if n == 0 else f"{n} error(s)")
+        return 0 if n == 0 else 1
+    if not args.out:
+        raise SystemExit(f"data {args.action}: --out is required")
+    if args.action == "convert":
+        counts = convert(cfg.data, splits, args.out)
+        print(f"wrote {counts} to {args.out} (generic layout: data.name=folder data.root={args.out})")
+        return 0
+    if args.action == "cache":
+        for split in splits:
+            raw = dataclasses.replace(cfg.data, max_depth=float("inf"), cache=False)
+            out = write_cache(build_dataset(raw, split, train=False), Path(args.out) / split)
+            print(f"{split}: cache in {out} (use data.name=cache data.root={args.out})")
+        return 0
+    # preview: augmented training samples, as the training loop sees them
+    torch.manual_seed(cfg.train.seed)
+    dataset = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    rows = []
+    for i in range(min(args.n, len(dataset))):
+        s = dataset[i]
+        depth = np.where(s["mask"][0].numpy(), s["depth"][0].numpy(), np.nan)
+        rgb = (s["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        rows.append(np.concatenate([rgb, colorize(depth, vmin=0, vmax=cfg.data.max_depth)], axis=1))
+    Image.fromarray(np.concatenate(rows, 0)).save(args.out)
+    print(f"{args.out}: {len(rows)} augmented samples (image | depth, invalid pixels dark)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="depthforge", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -186,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=_predict)
 
+    p = sub.add_parser("data", help="check, convert, cache or preview a data set")
+    p.add_argument("action", choices=["check", "convert", "cache", "preview"])
+    p.add_argument("root", nargs="?", help="data root (manifest CSV, .mat file or folder)")
+    p.add_argument("--format", help="synthetic | challenge | folder | manifest | nyu | nyu-mat | kitti | cache")
+    p.add_argument("--config", help="recipe whose data section to use")
+    p.add_argument("--split", nargs="+", help="splits (default: the config's train and val)")
+    p.add_argument("--png", help="check: write sample pairs here")
+    p.add_argument("--out", help="convert/cache: output folder; preview: PNG file")
+    p.add_argument("--n", type=int, default=8, help="preview: samples")
+    p.add_argument("overrides", nargs="*", help="data overrides, e.g. data.depth_scale=256")
+    p.set_defaults(fn=_data)
+
     p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", default="onnx", choices=["onnx", "torch"])
@@ -197,7 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may follow options (argparse stops filling positionals at the first option).
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from depthforge.config import ConfigError
     from depthforge.data import DataError
     from depthforge.inference import CheckpointError

@@ -36,10 +36,16 @@ class SyntheticConfig:
 class DataConfig:
     """Where samples come from and how they are batched."""
 
-    name: str = "synthetic"  # synthetic | challenge
+    name: str = "synthetic"  # synthetic | challenge | folder | manifest | nyu | nyu-mat | kitti | cache
+    # Data root; for manifest: the CSV; for nyu-mat: the .mat file; for cache: the cache folder.
     root: str | None = None
+    # Split names; for kitti: file lists (relative to root); for nyu-mat: files of indices (one per line).
     train_split: str = "train"
     val_split: str = "val"
+    # Generic folders: sub-folder names, and the 16-bit PNG depth scale (metres = value / scale; 1000 = mm).
+    image_dir: str = "images"
+    depth_dir: str = "depth"
+    depth_scale: float = 1000.0
     # The course clips depth to [0, 20] m before training and scoring.
     max_depth: float = 20.0
     batch_size: int = 16

@@ -1,0 +1,89 @@
+"""Generic folders and CSV manifests: the formats people have for their own data.
+
+Generic folder::
+
+    ROOT/images/[<split>/]<stem>.jpg|png|...       RGB
+    ROOT/depth/[<split>/]<stem>.npy|png|pfm|exr    depth (16-bit PNG: metres = value / depth_scale; 0 = no data)
+    ROOT/splits/<split>.txt                        optional: one stem per line
+    ROOT/intrinsics.json                           optional: {"fx", "fy", "cx", "cy"} for every image
+
+Manifest: a CSV with columns ``image,depth`` and optional ``split`` and ``scale`` (paths relative to the CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from depthforge.data.base import DataError, Sample
+from depthforge.data.pairs import DEPTH_SUFFIXES, IMAGE_SUFFIXES, Pair, PairDataset, list_files, pair_by_stem
+
+
+class FolderDataset(PairDataset):
+    """Generic ``images/`` + ``depth/`` folders paired by stem (names configurable)."""
+
+    def __init__(self, root: str | Path, split: str | None = None, max_depth: float = 20.0,
+                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False,
+                 cache: bool = False, image_dir: str = "images", depth_dir: str = "depth",
+                 depth_scale: float = 1000.0):
+        root = Path(root)
+        images_root, depth_root = root / image_dir, root / depth_dir
+        stems = None
+        if split and (images_root / split).is_dir():
+            images_root, depth_root = images_root / split, depth_root / split
+        elif split and (root / "splits" / f"{split}.txt").is_file():
+            stems = {s.strip() for s in (root / "splits" / f"{split}.txt").read_text().splitlines() if s.strip()}
+        elif split and split not in ("all", "train"):
+            raise DataError(f"{root}: no split '{split}': expected {image_dir}/{split}/ or splits/{split}.txt")
+        images = list_files(images_root, IMAGE_SUFFIXES)
+        depths = [p for p in list_files(depth_root, DEPTH_SUFFIXES)]
+        if not images:
+            raise DataError(f"{images_root}: no images ({', '.join(IMAGE_SUFFIXES)}); is the folder right?")
+        pairs, unpaired = pair_by_stem(images, depths, str(root), skip_invalid,
+                                       scale=depth_scale)
+        pairs = [p if p.depth.suffix.lower() == ".png" else Pair(p.image, p.depth, 1.0, p.stem) for p in pairs]
+        if stems is not None:
+            pairs = [p for p in pairs if p.stem in stems]
+        self.intrinsics = json.loads((root / "intrinsics.json").read_text()) if (root / "intrinsics.json").is_file() \
+            else None
+        super().__init__(pairs, max_depth, transform, skip_invalid, cache, f"{root}", unpaired)
+
+
+def read_manifest(path: str | Path, split: str | None = None, default_scale: float = 1000.0) -> list[Pair]:
+    """Pairs listed in a CSV (``image,depth[,split][,scale]``); relative paths are relative to the CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    pairs = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"image", "depth"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path}: manifest needs columns image,depth (optional split,scale); missing {missing}")
+        for line, row in enumerate(reader, start=2):
+            if split and row.get("split") and row["split"] != split:
+                continue
+            image, depth = path.parent / row["image"], path.parent / row["depth"]
+            try:
+                scale = float(row.get("scale") or (default_scale if depth.suffix.lower() == ".png" else 1.0))
+            except ValueError as err:
+                raise DataError(f"{path}:{line}: scale '{row.get('scale')}' is not a number") from err
+            pairs.append(Pair(image, depth, scale, Path(row["image"]).stem))
+    return pairs
+
+
+class ManifestDataset(PairDataset):
+    def __init__(self, manifest: str | Path, split: str | None = None, max_depth: float = 20.0,
+                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False,
+                 cache: bool = False, depth_scale: float = 1000.0):
+        pairs = read_manifest(manifest, split, depth_scale)
+        missing = [p for p in pairs if not p.image.is_file() or not p.depth.is_file()]
+        if missing and not skip_invalid:
+            p = missing[0]
+            gone = p.image if not p.image.is_file() else p.depth
+            raise DataError(f"{gone}: listed in {manifest} but missing ({len(missing)} such row(s)); fix the path "
+                            "or pass data.skip_invalid=true")
+        pairs = [p for p in pairs if p not in missing]
+        super().__init__(pairs, max_depth, transform, skip_invalid, cache, str(manifest), len(missing))

@@ -1,0 +1,121 @@
+"""One dataset for every file-based format: a list of (image, depth, scale) pairs and a depth reader per suffix.
+
+Format modules (challenge, folder, manifest, NYU, KITTI) only decide which files pair up; reading, checking,
+clipping and masking are shared. Depth files: ``.npy`` (metres), 16-bit ``.png`` (value / scale; 0 = no data),
+``.pfm`` and ``.exr`` (metres).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from depthforge.data.base import DataError, DepthDataset, Sample, read_npy_depth, read_rgb
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEPTH_SUFFIXES = (".npy", ".png", ".pfm", ".exr")
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    depth: Path
+    scale: float = 1.0  # depth metres = stored value / scale (16-bit PNGs); 1 for float formats
+    stem: str = ""
+
+
+def read_depth_file(path: Path, scale: float = 1.0) -> np.ndarray:
+    """Depth in metres (float32 HxW) from any supported file; errors name the file and the fix."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return read_npy_depth(path)
+    if suffix == ".png":
+        try:
+            with Image.open(path) as img:
+                raw = np.asarray(img)
+        except (OSError, UnidentifiedImageError) as err:
+            raise DataError(f"{path}: unreadable depth PNG ({err}); re-export it as 16-bit PNG") from err
+        if raw.ndim != 2:
+            raise DataError(f"{path}: depth PNG must be single-channel, got shape {raw.shape}")
+        return raw.astype(np.float32) / float(scale)
+    if suffix in (".pfm", ".exr"):
+        from depthforge.inference.depth_io import read_depth
+
+        try:
+            return read_depth(path)[0].astype(np.float32)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise DataError(f"{path}: unreadable depth file ({err})") from err
+    raise DataError(f"{path}: unsupported depth file type; use one of {DEPTH_SUFFIXES}")
+
+
+class PairDataset(DepthDataset):
+    """Samples from explicit file pairs.
+
+    Args:
+        pairs: the files, in order.
+        skip_invalid: check every pair once up front and drop (and count) those that fail.
+        name: what the data set is, for messages.
+    """
+
+    def __init__(self, pairs: list[Pair], max_depth: float = 20.0,
+                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False,
+                 cache: bool = False, name: str = "data set", skipped: int = 0):
+        super().__init__(max_depth=max_depth, transform=transform, cache=cache)
+        if not pairs:
+            raise DataError(f"{name}: no image/depth pairs found; check the folder names and file extensions")
+        self.pairs = list(pairs)
+        self.skipped = skipped
+        if skip_invalid:
+            bad = {index for index, _ in self.validate()}
+            self.pairs = [p for i, p in enumerate(self.pairs) if i not in bad]
+            self.skipped += len(bad)
+            if not self.pairs:
+                raise DataError(f"{name}: every sample is invalid")
+        if self.skipped:
+            log.warning("%s: skipped %d invalid or unpaired sample(s)", name, self.skipped)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def stem(self, index: int) -> str:
+        return self.pairs[index].stem or self.pairs[index].image.stem
+
+    def describe(self, index: int) -> str:
+        return str(self.pairs[index].depth)
+
+    def get_color(self, index: int) -> np.ndarray:
+        return read_rgb(self.pairs[index].image)
+
+    def get_depth(self, index: int) -> np.ndarray:
+        pair = self.pairs[index]
+        return read_depth_file(pair.depth, pair.scale)
+
+
+def pair_by_stem(images: list[Path], depths: list[Path], where: str, skip_invalid: bool, scale: float = 1.0,
+                 key: Callable[[Path], str] = lambda p: p.stem) -> tuple[list[Pair], int]:
+    """Pair files with equal keys, in natural order; unpaired files raise (naming one) unless skipped."""
+    from depthforge.data.challenge import stem_key
+
+    by_image = {key(p): p for p in images}
+    by_depth = {key(p): p for p in depths}
+    unpaired = sorted([by_image[k] for k in by_image.keys() - by_depth.keys()]
+                      + [by_depth[k] for k in by_depth.keys() - by_image.keys()])
+    if unpaired and not skip_invalid:
+        raise DataError(f"{unpaired[0]}: has no partner ({len(unpaired)} unpaired file(s) in {where}); add the "
+                        "partner or remove the file (or pass data.skip_invalid=true)")
+    keys = sorted(by_image.keys() & by_depth.keys(), key=stem_key)
+    return [Pair(by_image[k], by_depth[k], scale, k) for k in keys], len(unpaired)
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...], recursive: bool = False) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in suffixes)

@@ -1,0 +1,37 @@
+"""Follow the README's "Train on your own data" commands as a new user would (shortened training)."""
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from depthforge.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_own_data_commands_work(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "my_data"
+    for split, stems in (("train", range(6)), ("val", range(100, 103))):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "depth" / split).mkdir(parents=True)
+        for i in stems:
+            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+                root / "images" / split / f"{i:04d}.jpg")
+            mm = rng.integers(300, 9000, (48, 64)).astype(np.uint16)
+            mm[0, :5] = 0  # no measurement
+            Image.fromarray(mm).save(root / "depth" / split / f"{i:04d}.png")
+    block = re.search(r"<!-- own-data -->\s*```bash\n(.*?)```", README.read_text(), re.S).group(1)
+    commands = [shlex.split(line) for line in block.strip().splitlines()]
+    assert [c[1] for c in commands] == ["data", "train", "evaluate"]
+    monkeypatch.chdir(tmp_path)
+    for cmd in commands:
+        args = cmd[1:]
+        if args[0] == "train":  # keep the test short: two steps, small batches
+            args += ["--max-steps", "2", "data.batch_size=2", "train.progress_bar=false", "data.cache=false"]
+        assert main(args) == 0, cmd
+    assert (tmp_path / "my_data_check.png").is_file()
+    assert (tmp_path / "runs" / "mine" / "report").is_dir()
