@@ -14,6 +14,7 @@ from depthforge import __version__
 def _train(args: argparse.Namespace) -> int:
     from depthforge.config import load_config
     from depthforge.engine import train
+    from depthforge.engine.train import resume_config
 
     overrides = list(args.overrides)
     if args.data:
@@ -22,8 +23,15 @@ def _train(args: argparse.Namespace) -> int:
                       (args.device, "train.device")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    cfg = load_config(args.config, overrides)
-    out = train(cfg)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        if args.resume:
+            out = train(resume_config(args.resume, overrides), resume=True)
+        else:
+            out = train(load_config(args.config, overrides))
+    except SIGTERMException:
+        return 143  # 128 + SIGTERM: interrupted, checkpoint written (see above)
     print(f"run folder: {out}\n  best: {out / 'checkpoints' / 'best.ckpt'}\n  last: {out / 'checkpoints' / 'last.ckpt'}")
     return 0
 
@@ -200,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (default: the baseline on the embedded synthetic scenes)")
     p.add_argument("--config", help="recipe YAML file or bundled recipe name (e.g. baseline)")
+    p.add_argument("--resume", help="continue this run folder from checkpoints/last.ckpt (overrides may follow)")
     p.add_argument("--data", help="challenge-layout data root (sets data.name=challenge)")
     p.add_argument("--out", help="run folder (default runs/<time>-<model>)")
     p.add_argument("--max-steps", type=int)

@@ -57,6 +57,9 @@ class DataConfig:
     resize_short: int | None = None
     crop: list[int] | None = None
     hflip: bool = False
+    # Metric-safe geometry: random crop [h, w] (no rescaling, so depths stay true) and rotation up to +-deg.
+    random_crop: list[int] | None = None
+    rotate: float = 0.0
     # Brightness/contrast/saturation jitter strength (0 = off); hue moves by a quarter of it. Image only.
     color_jitter: float = 0.0
     # Keep decoded samples in RAM (the challenge train split takes about 0.9 GB).
@@ -88,13 +91,14 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    scheduler: str = "cyclic"  # cyclic | cosine | none
+    scheduler: str = "cyclic"  # cyclic | cosine | poly | onecycle | none
     base_lr: float = 1e-3
     max_lr: float = 1e-2
     step_size_up: int = 2000
     step_size_down: int = 2000
     cyclic_mode: str = "triangular2"
     warmup_steps: int = 0
+    poly_power: float = 0.9
     # Learning rate of the encoder relative to decoder and head (transfer learning: pretrained layers move slower).
     encoder_lr_mult: float = 1.0
 
@@ -117,6 +121,19 @@ class TrainConfig:
     unfreeze_epoch: int | None = None
     log_every: int = 10
     progress_bar: bool = True
+    # Scale-out: Lightning strategies (ddp on CPU uses gloo; launch with torchrun or let Lightning spawn).
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    accumulate_grad_batches: int = 1
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    early_stop_patience: int | None = None
+    deterministic: bool = False
+    # Also write last.ckpt every N optimiser steps, so a crash or kill -9 loses at most N steps.
+    ckpt_every_steps: int | None = None
+    # A NaN/inf loss: stop with a message naming the step and the batch's stems, or skip the batch.
+    nan_policy: str = "stop"
 
 
 @dataclass

@@ -37,6 +37,11 @@ def build_transform(cfg: DataConfig, train: bool) -> JointTransform | None:
         ops.append(v2.Resize(int(cfg.resize_short), antialias=True))
     if cfg.crop:
         ops.append(v2.CenterCrop(list(cfg.crop)))
+    if train and cfg.random_crop:
+        ops.append(v2.RandomCrop(list(cfg.random_crop), pad_if_needed=True))
+    if train and cfg.rotate:
+        # Nearest for depth and mask (Mask tv_tensors); uncovered corners get depth 0 and mask False.
+        ops.append(v2.RandomRotation(float(cfg.rotate), interpolation=v2.InterpolationMode.BILINEAR))
     if train and cfg.hflip:
         ops.append(v2.RandomHorizontalFlip())
     if train and cfg.color_jitter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -43,16 +44,71 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 
 
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as plain types (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class CheckpointMetadata(L.Callback):
-    """Store the model name and resolved config at a fixed key, so a checkpoint loads without its config."""
+    """Store the model name, resolved config and RNG states, so a checkpoint loads without its config and a
+    resumed run draws the same shuffles and augmentations as an uninterrupted one."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         from depthforge import __version__
 
         cfg = pl_module.cfg
-        checkpoint["depthforge"] = {"version": __version__, "model_name": cfg.model.name, "config": cfg.to_dict()}
+        checkpoint["depthforge"] = {"version": __version__, "model_name": cfg.model.name, "config": cfg.to_dict(),
+                                    "schedule_steps": pl_module.schedule_length.steps}
+        checkpoint["rng"] = rng_state()
         # Plain dict: Lightning's AttributeDict would not pass torch.load(weights_only=True).
         checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if "rng" in checkpoint:
+            set_rng_state(checkpoint["rng"])
+        if "depthforge" in checkpoint and "schedule_steps" in checkpoint["depthforge"]:
+            pl_module.schedule_length.steps = checkpoint["depthforge"]["schedule_steps"]
+
+
+class FaultCheckpoint(L.Callback):
+    """On Ctrl-C, SIGTERM or any exception, write ``last.ckpt`` (atomically) so ``--resume`` continues from here."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.saved = False
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.global_step > 0 and trainer.is_global_zero and not isinstance(exception, FloatingPointError):
+            trainer.save_checkpoint(self.path)
+            self.saved = True
+            print(f"\n{type(exception).__name__}: checkpoint written to {self.path} at step {trainer.global_step}; "
+                  f"continue with: depthforge train --resume {self.path.parent.parent}", flush=True)
+
+
+class PeriodicCheckpoint(L.Callback):
+    """``last.ckpt`` every ``every`` optimiser steps: a crash or ``kill -9`` loses at most that much work."""
+
+    def __init__(self, path: str | Path, every: int):
+        self.path, self.every = Path(path), int(every)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step and trainer.global_step % self.every == 0:
+            trainer.save_checkpoint(self.path)
 
 
 class BudgetSchedule(L.Callback):

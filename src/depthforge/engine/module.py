@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -13,6 +14,8 @@ from depthforge.inference.predictor import predict_native
 from depthforge.losses import WeightedLoss
 from depthforge.metrics import Evaluator, get_protocol
 from depthforge.models import model_from_config
+
+log = logging.getLogger(__name__)
 
 
 class DepthModule(L.LightningModule):
@@ -29,6 +32,7 @@ class DepthModule(L.LightningModule):
         self.criterion = WeightedLoss(self.cfg.loss.terms)
         self.evaluator = Evaluator(get_protocol("challenge", self.cfg.data.max_depth))
         self.schedule_length = ScheduleLength(total_steps)
+        self.skipped_batches = 0
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -37,9 +41,18 @@ class DepthModule(L.LightningModule):
         """Prediction at the input's own size, with the model fed at its training geometry."""
         return predict_native(self.model, image, self.cfg.data)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         pred = self(batch["image"])
         loss, parts = self.criterion(pred, batch["depth"], batch["mask"])
+        if not torch.isfinite(loss):
+            stems = list(batch["meta"]["stem"])
+            msg = f"non-finite loss {loss.item()} at step {self.global_step} (epoch {self.current_epoch}), batch {stems}"
+            if self.cfg.train.nan_policy == "skip":
+                log.warning("%s: batch skipped (train.nan_policy=skip)", msg)
+                self.skipped_batches += 1
+                return None  # Lightning skips backward and the optimiser step
+            raise FloatingPointError(f"{msg}. Check these samples (depthforge data check), lower the learning "
+                                     "rate, or set train.nan_policy=skip")
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for name, value in parts.items():

@@ -58,14 +58,19 @@ def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, length: 
             optimizer, base_lr=[cfg.base_lr * m for m in mults], max_lr=[cfg.max_lr * m for m in mults],
             step_size_up=cfg.step_size_up,
             step_size_down=cfg.step_size_down, mode=cfg.cyclic_mode, cycle_momentum=cfg.name == "sgd")
-    if cfg.scheduler == "cosine":
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=length.steps)
+    if cfg.scheduler in ("cosine", "poly"):
         warmup = cfg.warmup_steps
 
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
             progress = min(1.0, (step - warmup) / max(1, length.steps - warmup))
+            if cfg.scheduler == "poly":
+                return (1 - progress) ** cfg.poly_power
             return 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    raise ValueError(f"unknown optim.scheduler '{cfg.scheduler}'; use cyclic, cosine or none")
+    raise ValueError(f"unknown optim.scheduler '{cfg.scheduler}'; use cyclic, cosine, poly, onecycle or none")

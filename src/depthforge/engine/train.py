@@ -1,4 +1,4 @@
-"""``train(config)``: build data, model and Lightning trainer from a resolved config and fit."""
+"""``train(config)``: build data, model and Lightning trainer from a resolved config and fit (or resume)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, DistributedSampler
 
-from depthforge.config import Config, save_config
+from depthforge.config import Config, ConfigError, load_config, save_config
 from depthforge.data import build_dataset, build_loader
-from depthforge.engine.callbacks import AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, PreviewCallback
+from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, FaultCheckpoint,
+                                         PeriodicCheckpoint, PreviewCallback)
+from depthforge.engine.loggers import AppendingCSVLogger
 from depthforge.engine.module import DepthModule
 
 log = logging.getLogger(__name__)
@@ -29,50 +32,91 @@ def run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.name}"
 
 
-def train(cfg: Config) -> Path:
-    """Fit ``cfg`` and return the run folder (config.yaml, checkpoints/, previews/, metrics.csv, tb/)."""
+def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
+    """The run's saved config with ``overrides`` (e.g. more epochs); ``out`` stays the run folder."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file() or not (run / "checkpoints" / "last.ckpt").is_file():
+        raise ConfigError(f"{run}: not a resumable run (needs config.yaml and checkpoints/last.ckpt)")
+    cfg = load_config(run / "config.yaml", overrides)
+    cfg.out = str(run)
+    return cfg
+
+
+def train(cfg: Config, resume: bool = False) -> Path:
+    """Fit ``cfg`` and return the run folder (config.yaml, checkpoints/, previews/, metrics.csv, tb/).
+
+    With ``resume``, continue ``cfg.out`` from ``checkpoints/last.ckpt``: weights, optimiser, scheduler, EMA,
+    epoch and step, RNG states; logs are appended. A resume from an epoch boundary is exact; one from a mid-epoch
+    checkpoint (Ctrl-C, SIGTERM, ``train.ckpt_every_steps``) restarts that epoch's data order.
+    """
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     cfg.out = str(out)
-    save_config(cfg, out / "config.yaml")
+    ckpt_dir = out / "checkpoints"
+    if not resume:
+        save_config(cfg, out / "config.yaml")
+
+    t = cfg.train
+    trainer_callbacks = [BudgetSchedule(t.max_minutes)] if t.max_minutes else []
+    if t.ckpt_every_steps:
+        trainer_callbacks.append(PeriodicCheckpoint(ckpt_dir / "last.ckpt", t.ckpt_every_steps))
+    if t.ema_decay:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        trainer_callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+    if t.early_stop_patience:
+        trainer_callbacks.append(EarlyStopping("val/rmse", patience=t.early_stop_patience, mode="min"))
 
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    train_loader = build_loader(train_set, cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
-                                drop_last=len(train_set) > cfg.data.batch_size)
-    val_loader = build_loader(val_set, cfg.data.val_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
-
-    t = cfg.train
-    steps_per_epoch = len(train_loader)
-    # A run shorter than one epoch still ends with a validation and checkpoints: make the epoch that short.
-    limit_batches = t.max_steps if 0 < t.max_steps < steps_per_epoch else None
-    total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
-    module = DepthModule(cfg.to_dict(), total_steps=total_steps)
-
-    callbacks = [BudgetSchedule(t.max_minutes)] if t.max_minutes else []
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/rmse", mode="min",
-                                 save_top_k=1, save_last=True, every_n_epochs=t.ckpt_every,
-                                 auto_insert_metric_name=False)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/rmse", mode="min", save_top_k=1,
+                                 save_last=True, every_n_epochs=t.ckpt_every, auto_insert_metric_name=False)
     trainer = L.Trainer(
         default_root_dir=out,
         accelerator=_accelerator(t.device),
-        devices=1,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
         precision=t.precision,
         max_epochs=t.epochs,
         max_steps=t.max_steps,
         max_time={"minutes": t.max_minutes} if t.max_minutes else None,
-        limit_train_batches=limit_batches,
         check_val_every_n_epoch=t.val_every,
-        log_every_n_steps=min(t.log_every, max(1, limit_batches or steps_per_epoch)),
-        callbacks=[*callbacks, checkpoint, CheckpointMetadata(),
+        log_every_n_steps=t.log_every,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.grad_clip,
+        deterministic=t.deterministic,
+        callbacks=[*trainer_callbacks, checkpoint, CheckpointMetadata(), FaultCheckpoint(ckpt_dir / "last.ckpt"),
                    PreviewCallback(out / "previews", val_set, t.num_previews), LearningRateMonitor("step")],
-        logger=[CSVLogger(save_dir=out, name="", version=""), TensorBoardLogger(save_dir=out, name="tb", version="")],
+        logger=[AppendingCSVLogger(save_dir=out, name="", version=""),
+                TensorBoardLogger(save_dir=out, name="tb", version="")],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar,
         num_sanity_val_steps=0,
+        # Training data is sharded below; validation runs whole on every rank so metrics equal a 1-process run.
+        use_distributed_sampler=False,
+        limit_train_batches=None,
     )
-    trainer.fit(module, train_loader, val_loader)
+    if trainer.world_size > 1:
+        sampler = DistributedSampler(train_set, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                     shuffle=True, seed=t.seed, drop_last=True)
+        train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, sampler=sampler,
+                                  num_workers=cfg.data.num_workers, drop_last=True)
+    else:
+        train_loader = build_loader(train_set, cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
+                                    drop_last=len(train_set) > cfg.data.batch_size)
+    val_loader = build_loader(val_set, cfg.data.val_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+
+    steps_per_epoch = max(1, len(train_loader) // t.accumulate_grad_batches)
+    # A run shorter than one epoch still ends with a validation and checkpoints: make the epoch that short.
+    if 0 < t.max_steps < steps_per_epoch:
+        trainer.limit_train_batches = t.max_steps * t.accumulate_grad_batches
+    total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
+    module = DepthModule(cfg.to_dict(), total_steps=total_steps)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)
     # A time limit can stop mid-epoch; last.ckpt always holds the final weights.
-    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+    if module.skipped_batches:
+        log.warning("%d batch(es) with a non-finite loss were skipped", module.skipped_batches)
     return out
