@@ -53,3 +53,18 @@ def test_cache_returns_identical_samples(challenge_root):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["depth"], b["depth"])
     (challenge_root / "rgb" / "train" / "0.jpeg").unlink()  # from now on only RAM has it
     assert torch.equal(cached[0]["image"], first["image"])
+
+
+def test_random_crop_and_rotation_keep_alignment():
+    cfg = DataConfig(random_crop=[24, 40], rotate=15.0)
+    tf = build_transform(cfg, train=True)
+    for seed in range(6):
+        torch.manual_seed(seed)
+        out = tf(_checkerboard_sample())
+        assert out["image"].shape == (3, 24, 40) and out["depth"].shape == (1, 24, 40)
+        depth, mask = out["depth"][0], out["mask"][0]
+        values = set(torch.unique(depth).tolist())
+        # nearest resampling: only original depth values (1 + 10 * board + ramp) or the fill 0 appear
+        original = set(torch.unique(_checkerboard_sample()["depth"]).tolist())
+        assert values <= original | {0.0}
+        assert torch.equal(mask, depth > 6)  # mask moved with depth: board squares (> 6 m) are the mask
