@@ -124,3 +124,28 @@ def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys)
     out3 = tmp_path / "o"
     assert main(["predict", "--onnx", str(onnx_path), str(img), "--out", str(out3)]) == 0
     np.testing.assert_allclose(np.load(out3 / "5.npy"), d_npy, atol=1e-4)
+
+
+def test_video_in_gives_every_frame_out(run, tmp_path):
+    pytest.importorskip("av")
+    from depthforge.inference.video import read_frames, write_test_video
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(7)]
+    video = write_test_video(tmp_path / "clip.mp4", frames)
+    out = tmp_path / "v"
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(video), "--out",
+                 str(out)]) == 0
+    assert len(sorted(out.glob("clip_*.npy"))) == 7
+    assert sum(1 for _ in read_frames(out / "clip_depth.mp4")) == 7
+    assert np.load(out / "clip_000003.npy").shape == (32, 48)
+
+
+def test_tiled_predict_cli(run, tmp_path):
+    root = tmp_path / "data"
+    img, _ = write_pair(root, "val", "8", h=96, w=160)
+    out = tmp_path / "t"
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(img), "--out", str(out),
+                 "--tile", "64x96"]) == 0
+    assert np.load(out / "8.npy").shape == (96, 160)
+    assert json.loads((out / "8.npy.json").read_text())["tiles"]["window"] == "64x96"

@@ -97,12 +97,27 @@ def _predict(args: argparse.Namespace) -> int:
         source = {"checkpoint": str(args.checkpoint)}
     predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta)
     points = read_points(args.calibrate) if args.calibrate else None
-    for path in expand_inputs(args.inputs):
+    from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
+
+    videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    for video in videos:
+        meta = {"model": cfg.model.name, **source, "video": str(video)}
+        n, out = predict_video(video, predictor, args.out,
+                               lambda d, stem: write_prediction(d, args.out, stem, args.cmap, args.vmax,
+                                                                tuple(args.format), meta), args.vmax)
+        print(f"{video} -> {n} frames, {out}")
+    images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
+    for path in expand_inputs(images) if images else []:
         rgb = read_rgb(path)
-        depth = predictor(rgb)
+        if args.tile:
+            th, tw = (int(v) for v in args.tile.lower().split("x"))
+            depth = predictor.tiled(rgb, (th, tw), args.overlap)
+        else:
+            depth = predictor(rgb)
         h, w = depth.shape
         meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
-                "flip_tta": args.flip_tta}
+                "flip_tta": args.flip_tta, "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile
+                else None}
         if points:
             cal = calibrate(depth, points, shift=args.shift)
             depth = cal.apply(depth).astype(np.float32)
@@ -237,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
     p.add_argument("--checkpoint")
     p.add_argument("--onnx", help="run an exported ONNX model with ONNX Runtime instead of a checkpoint")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("inputs", nargs="+", help="image files, folders or video files (.mp4 .avi .mov .mkv .webm)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", nargs="+", default=["npy"], choices=["npy", "png16", "pfm", "exr"],
                    help="raw depth formats (each with a <file>.json sidecar)")
@@ -245,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
+    p.add_argument("--tile", help="tiled inference for large images: window HxW in pixels, e.g. 720x1280")
+    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     p.add_argument("--fx", type=float, help="focal length in pixels (else EXIF, else the --hfov guess)")
     p.add_argument("--fy", type=float)
     p.add_argument("--cx", type=float)

@@ -61,3 +61,12 @@ class Predictor:
 
     def predict_file(self, path: str | Path) -> np.ndarray:
         return self(read_rgb(Path(path)))
+
+    def tiled(self, rgb: np.ndarray, window: tuple[int, int], overlap: float = 0.25, coarse_side: int = 512
+              ) -> np.ndarray:
+        """Depth for a large image through :func:`depthforge.inference.tiling.predict_tiled`."""
+        from depthforge.inference.tiling import predict_tiled
+
+        image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div(255)
+        depth = predict_tiled(self.model, image, self.data_cfg, window, overlap, coarse_side, flip=self.flip)
+        return depth.numpy().astype(np.float32)
