@@ -42,10 +42,10 @@ def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config
     return cfg
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
+def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:
     """Fit ``cfg`` and return the run folder (config.yaml, checkpoints/, previews/, metrics.csv, tb/).
 
-    With ``resume``, continue ``cfg.out`` from ``checkpoints/last.ckpt``: weights, optimiser, scheduler, EMA,
+    ``callbacks``: extra Lightning callbacks (timers, custom logging). With ``resume``, continue ``cfg.out`` from ``checkpoints/last.ckpt``: weights, optimiser, scheduler, EMA,
     epoch and step, RNG states; logs are appended. A resume from an epoch boundary is exact; one from a mid-epoch
     checkpoint (Ctrl-C, SIGTERM, ``train.ckpt_every_steps``) restarts that epoch's data order.
     """
