@@ -87,7 +87,7 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.grad_clip,
         deterministic=t.deterministic,
-        callbacks=[*trainer_callbacks, checkpoint, CheckpointMetadata(), FaultCheckpoint(ckpt_dir / "last.ckpt"),
+        callbacks=[*trainer_callbacks, checkpoint, CheckpointMetadata(), FaultCheckpoint(ckpt_dir / "last.ckpt"), *(callbacks or []),
                    PreviewCallback(out / "previews", val_set, t.num_previews), LearningRateMonitor("step")],
         logger=[AppendingCSVLogger(save_dir=out, name="", version=""),
                 TensorBoardLogger(save_dir=out, name="tb", version="")],
