@@ -32,7 +32,8 @@ def _train(args: argparse.Namespace) -> int:
             out = train(load_config(args.config, overrides))
     except SIGTERMException:
         return 143  # 128 + SIGTERM: interrupted, checkpoint written (see above)
-    print(f"run folder: {out}\n  best: {out / 'checkpoints' / 'best.ckpt'}\n  last: {out / 'checkpoints' / 'last.ckpt'}")
+    ckpts = out / "checkpoints"
+    print(f"run folder: {out}\n  best: {ckpts / 'best.ckpt'}\n  last: {ckpts / 'last.ckpt'}")
     return 0
 
 

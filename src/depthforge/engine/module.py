@@ -46,7 +46,8 @@ class DepthModule(L.LightningModule):
         loss, parts = self.criterion(pred, batch["depth"], batch["mask"])
         if not torch.isfinite(loss):
             stems = list(batch["meta"]["stem"])
-            msg = f"non-finite loss {loss.item()} at step {self.global_step} (epoch {self.current_epoch}), batch {stems}"
+            msg = (f"non-finite loss {loss.item()} at step {self.global_step} (epoch {self.current_epoch}), "
+                   f"batch {stems}")
             if self.cfg.train.nan_policy == "skip":
                 log.warning("%s: batch skipped (train.nan_policy=skip)", msg)
                 self.skipped_batches += 1

@@ -45,7 +45,8 @@ def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config
 def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:
     """Fit ``cfg`` and return the run folder (config.yaml, checkpoints/, previews/, metrics.csv, tb/).
 
-    ``callbacks``: extra Lightning callbacks (timers, custom logging). With ``resume``, continue ``cfg.out`` from ``checkpoints/last.ckpt``: weights, optimiser, scheduler, EMA,
+    ``callbacks``: extra Lightning callbacks (timers, custom logging). With ``resume``, continue ``cfg.out`` from
+    ``checkpoints/last.ckpt``: weights, optimiser, scheduler, EMA,
     epoch and step, RNG states; logs are appended. A resume from an epoch boundary is exact; one from a mid-epoch
     checkpoint (Ctrl-C, SIGTERM, ``train.ckpt_every_steps``) restarts that epoch's data order.
     """
@@ -87,8 +88,9 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.grad_clip,
         deterministic=t.deterministic,
-        callbacks=[*trainer_callbacks, checkpoint, CheckpointMetadata(), FaultCheckpoint(ckpt_dir / "last.ckpt"), *(callbacks or []),
-                   PreviewCallback(out / "previews", val_set, t.num_previews), LearningRateMonitor("step")],
+        callbacks=[*trainer_callbacks, checkpoint, CheckpointMetadata(), FaultCheckpoint(ckpt_dir / "last.ckpt"),
+                   PreviewCallback(out / "previews", val_set, t.num_previews), LearningRateMonitor("step"),
+                   *(callbacks or [])],
         logger=[AppendingCSVLogger(save_dir=out, name="", version=""),
                 TensorBoardLogger(save_dir=out, name="tb", version="")],
         plugins=[AtomicCheckpointIO()],

@@ -66,7 +66,8 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, w
             pred = predict_native(model, tile, data_cfg, flip)[0, 0].float().cpu()
             if harmonise:
                 ref = coarse[y:y + wh, x:x + ww]
-                pred = align_scale_shift(pred[None, None], ref[None, None], torch.ones(1, 1, wh, ww, dtype=torch.bool))[0, 0]
+                everywhere = torch.ones(1, 1, wh, ww, dtype=torch.bool)
+                pred = align_scale_shift(pred[None, None], ref[None, None], everywhere)[0, 0]
             acc[y:y + wh, x:x + ww] += blend * pred
             weight[y:y + wh, x:x + ww] += blend
     return acc / weight

@@ -123,7 +123,8 @@ class TimmEncoder(Encoder):
     """Any timm backbone through its feature API (``features_only=True``).
 
     Args:
-        name: timm model name, e.g. ``resnet34``, ``tf_efficientnet_lite0``, ``convnext_atto``, ``vit_tiny_patch16_224``.
+        name: timm model name, e.g. ``resnet34``, ``tf_efficientnet_lite0``, ``convnext_atto``,
+            ``vit_tiny_patch16_224``.
         pretrained: ``none``; ``imagenet`` (offline package weights where depthforge knows them, else timm's hub,
             which fails clearly offline); or a local state-dict file of the timm classifier.
         out_indices: which feature levels to return (timm's meaning).
