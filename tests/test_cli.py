@@ -46,9 +46,15 @@ def test_predict_then_score_predictions(run, tmp_path):
     root = tmp_path / "data"
     for i in range(3):
         write_pair(root, "val", str(i), h=40, w=60, seed=i)
+    write_pair(root, "val", "3", h=44, w=60, seed=3)  # another size: its own batch
     pred_dir = tmp_path / "pred"
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(root / "rgb" / "val"),
-                 "--out", str(pred_dir)]) == 0
+                 "--out", str(pred_dir), "--batch-size", "2"]) == 0
+    assert np.load(pred_dir / "3.npy").shape == (44, 60)
+    from depthforge.inference import Predictor, load_checkpoint
+    model, cfg = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    alone = Predictor(model, cfg.data).predict_file(root / "rgb" / "val" / "1.jpeg")
+    np.testing.assert_allclose(np.load(pred_dir / "1.npy"), alone, atol=1e-5)  # batching changes nothing
     depth = np.load(pred_dir / "1.npy")
     assert depth.shape == (40, 60) and depth.dtype == np.float32 and (pred_dir / "1_color.png").is_file()
     assert json.loads((pred_dir / "1.npy.json").read_text())["units"] == "metres"
@@ -114,6 +120,10 @@ def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys)
     csv.write_text("\n".join(f"{x},{y},{2 * d_npy[y, x]}" for x, y in [(3, 4), (50, 30), (20, 10)]))
     out2 = tmp_path / "c"
     assert main(["predict", "--checkpoint", ckpt, str(img), "--out", str(out2), "--calibrate", str(csv)]) == 0
+    one_more = f"{7},{8},{2 * d_npy[8, 7]}"
+    assert main(["predict", "--checkpoint", ckpt, str(img), "--out", str(tmp_path / "c2"), "--point", one_more,
+                 "--point", f"1,1,{2 * d_npy[1, 1]}"]) == 0
+    assert read_depth(tmp_path / "c2" / "5.npy")[1]["calibration"]["scale"] == pytest.approx(2.0, rel=1e-4)
     d_cal, meta2 = read_depth(out2 / "5.npy")
     assert meta2["calibration"]["scale"] == pytest.approx(2.0, rel=1e-4)
     np.testing.assert_allclose(d_cal, 2 * d_npy, rtol=1e-4)

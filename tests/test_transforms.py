@@ -68,3 +68,16 @@ def test_random_crop_and_rotation_keep_alignment():
         original = set(torch.unique(_checkerboard_sample()["depth"]).tolist())
         assert values <= original | {0.0}
         assert torch.equal(mask, depth > 6)  # mask moved with depth: board squares (> 6 m) are the mask
+
+
+def test_random_scale_zooms_and_keeps_depth_consistent():
+    from depthforge.data.transforms import RandomScale
+
+    torch.manual_seed(0)
+    sample = _checkerboard_sample(32, 48)
+    out = RandomScale(2.0, 2.0)(sample)  # exactly 2x
+    assert out["image"].shape == (3, 32, 48) and out["depth"].shape == (1, 32, 48)
+    assert set(torch.unique(out["depth"]).tolist()) <= {v / 2 for v in torch.unique(sample["depth"]).tolist()}
+    assert torch.equal(out["mask"][0], out["depth"][0] > 3)  # board squares (> 6 m, now halved) stay the mask
+    small = RandomScale(0.5, 0.5, adjust_depth=False)(sample)
+    assert not small["mask"][0, 20:, :].any() and small["depth"][0, :16, :24].max() > 6  # padding is invalid

@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from depthforge import __version__
 
 
@@ -76,13 +78,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from depthforge.data.base import read_rgb
     from depthforge.inference import Predictor, expand_inputs, load_checkpoint
-    from depthforge.inference.calibration import calibrate, read_points
+    from depthforge.inference.calibration import read_points
     from depthforge.inference.io import write_prediction
-    from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif
+    from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
 
     if bool(args.checkpoint) == bool(args.onnx):
         raise SystemExit("predict: give exactly one of --checkpoint CKPT or --onnx MODEL.onnx")
@@ -97,9 +97,10 @@ def _predict(args: argparse.Namespace) -> int:
         model, cfg = load_checkpoint(args.checkpoint, args.device)
         source = {"checkpoint": str(args.checkpoint)}
     predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta)
-    points = read_points(args.calibrate) if args.calibrate else None
-    from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
-
+    points = read_points(args.calibrate) if args.calibrate else []
+    for text in args.point or []:
+        x, y, m = text.split(",")
+        points.append((int(x), int(y), float(m)))
     videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     for video in videos:
         meta = {"model": cfg.model.name, **source, "video": str(video)}
@@ -108,32 +109,63 @@ def _predict(args: argparse.Namespace) -> int:
                                                                 tuple(args.format), meta), args.vmax)
         print(f"{video} -> {n} frames, {out}")
     images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
-    for path in expand_inputs(images) if images else []:
-        rgb = read_rgb(path)
+    paths = expand_inputs(images) if images else []
+    for group in tqdm(_same_size_batches(paths, args.batch_size), desc="predict", unit="batch",
+                      disable=not sys.stderr.isatty()):
+        rgbs = [read_rgb(p) for p in group]
         if args.tile:
             th, tw = (int(v) for v in args.tile.lower().split("x"))
-            depth = predictor.tiled(rgb, (th, tw), args.overlap)
+            depths = [predictor.tiled(rgb, (th, tw), args.overlap) for rgb in rgbs]
         else:
-            depth = predictor(rgb)
-        h, w = depth.shape
-        meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
-                "flip_tta": args.flip_tta, "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile
-                else None}
-        if points:
-            cal = calibrate(depth, points, shift=args.shift)
-            depth = cal.apply(depth).astype(np.float32)
-            meta["calibration"] = {"scale": cal.scale, "shift": cal.shift, "inliers": cal.inliers,
-                                   "rms_m": cal.residual_m}
-        if args.fx:
-            k = Intrinsics(args.fx, args.fy or args.fx, args.cx if args.cx is not None else (w - 1) / 2,
-                           args.cy if args.cy is not None else (h - 1) / 2)
+            depths = predictor.batch(rgbs)
+        for path, rgb, depth in zip(group, rgbs, depths):
+            _write_one(args, cfg, source, points, path, rgb, depth)
+    return 0
+
+
+def _same_size_batches(paths: list[Path], size: int) -> list[list[Path]]:
+    """Consecutive images of one size, at most ``size`` per batch (sizes are read from headers, not decoded)."""
+    from PIL import Image
+
+    batches: list[list[Path]] = []
+    last = None
+    for p in paths:
+        with Image.open(p) as img:
+            dims = img.size
+        if batches and dims == last and len(batches[-1]) < size:
+            batches[-1].append(p)
         else:
-            k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
-        meta["intrinsics"] = k.to_dict()
-        written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, tuple(args.format), meta)
-        if args.ply:
-            written.append(depth_to_ply(Path(args.out) / f"{path.stem}.ply", depth, rgb, k, cfg.data.max_depth))
-        print(f"{path} -> {', '.join(str(p) for p in written)}  (depth {depth.min():.2f}..{depth.max():.2f} m)")
+            batches.append([p])
+        last = dims
+    return batches
+
+
+def _write_one(args, cfg, source, points, path, rgb, depth) -> None:
+    import numpy as np
+
+    from depthforge.inference.calibration import calibrate
+    from depthforge.inference.io import write_prediction
+    from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif
+
+    h, w = depth.shape
+    meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
+            "flip_tta": args.flip_tta, "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile
+            else None}
+    if points:
+        cal = calibrate(depth, points, shift=args.shift)
+        depth = cal.apply(depth).astype(np.float32)
+        meta["calibration"] = {"scale": cal.scale, "shift": cal.shift, "inliers": cal.inliers,
+                               "rms_m": cal.residual_m}
+    if args.fx:
+        k = Intrinsics(args.fx, args.fy or args.fx, args.cx if args.cx is not None else (w - 1) / 2,
+                       args.cy if args.cy is not None else (h - 1) / 2)
+    else:
+        k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
+    meta["intrinsics"] = k.to_dict()
+    written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, tuple(args.format), meta)
+    if args.ply:
+        written.append(depth_to_ply(Path(args.out) / f"{path.stem}.ply", depth, rgb, k, cfg.data.max_depth))
+    tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}  (depth {depth.min():.2f}..{depth.max():.2f} m)")
     return 0
 
 
@@ -269,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cy", type=float)
     p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view guess in degrees")
     p.add_argument("--calibrate", help="CSV of x,y,metres known distances: fit scale (and --shift) per image")
+    p.add_argument("--point", action="append", help="a known distance x,y,metres (repeat); with or without --calibrate")
     p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
+    p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=_predict)
 

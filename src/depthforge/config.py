@@ -60,6 +60,9 @@ class DataConfig:
     # Metric-safe geometry: random crop [h, w] (no rescaling, so depths stay true) and rotation up to +-deg.
     random_crop: list[int] | None = None
     rotate: float = 0.0
+    # Random zoom [low, high] cropped/padded back to size; depth divided by the zoom unless scale_depth=false.
+    scale_range: list[float] | None = None
+    scale_depth: bool = True
     # Brightness/contrast/saturation jitter strength (0 = off); hue moves by a quarter of it. Image only.
     color_jitter: float = 0.0
     # Keep decoded samples in RAM (the challenge train split takes about 0.9 GB).

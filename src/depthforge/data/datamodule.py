@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch.utils.data import DataLoader
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, default_collate
 
 from depthforge.config import DataConfig
 from depthforge.data.base import DataError, DepthDataset
@@ -55,8 +57,28 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, transform: bool = Tr
                     "kitti or cache")
 
 
+def pad_collate(samples: list[dict]) -> dict:
+    """Stack samples; if their sizes differ, zero-pad to the largest (mask False there) and record each size.
+
+    ``meta["size"]`` then holds each sample's own (h, w), so predictions and per-image metrics use the real
+    pixels only. Training on mixed sizes should crop or resize instead (``data.random_crop``, ``resize_short``).
+    """
+    sizes = [tuple(s["image"].shape[-2:]) for s in samples]
+    if len(set(sizes)) == 1:
+        return default_collate(samples)
+    h, w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+
+    def pad(t: torch.Tensor, value: float | bool = 0) -> torch.Tensor:
+        return F.pad(t, (0, w - t.shape[-1], 0, h - t.shape[-2]), value=value)
+
+    batch = default_collate([{**s, "image": pad(s["image"]), "depth": pad(s["depth"]), "mask": pad(s["mask"], False)}
+                             for s in samples])
+    batch["meta"]["size"] = [list(size) for size in sizes]
+    return batch
+
+
 def build_loader(dataset: DepthDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
                  drop_last: bool = False) -> DataLoader:
     """A loader; evaluation keeps order and the last partial batch, as the challenge protocol requires."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, persistent_workers=num_workers > 0)
+                      drop_last=drop_last, persistent_workers=num_workers > 0, collate_fn=pad_collate)

@@ -30,7 +30,50 @@ class JointTransform:
                 "mask": mask.as_subclass(torch.Tensor)}
 
 
-def build_transform(cfg: DataConfig, train: bool) -> JointTransform | None:
+class RandomScale:
+    """Zoom by a random factor ``s`` and crop or pad back to the input size: a random resized crop for depth.
+
+    Zooming by ``s`` is what a focal length ``s`` times longer would see, so objects look ``s`` times nearer;
+    ``adjust_depth`` divides depth by ``s`` to keep size and depth consistent for metric models. Padding (``s < 1``)
+    is invalid in the mask.
+    """
+
+    def __init__(self, low: float, high: float, adjust_depth: bool = True):
+        self.low, self.high, self.adjust_depth = float(low), float(high), adjust_depth
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, depth, mask = sample["image"], sample["depth"], sample["mask"]
+        h, w = image.shape[-2:]
+        s = float(torch.empty(()).uniform_(self.low, self.high))
+        size = [max(1, round(h * s)), max(1, round(w * s))]
+        image = v2.functional.resize(image, size, antialias=True)
+        depth = v2.functional.resize(depth, size, interpolation=v2.InterpolationMode.NEAREST)
+        mask = v2.functional.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST)
+        if self.adjust_depth:
+            depth = depth / s
+        if s >= 1:
+            top = int(torch.randint(0, size[0] - h + 1, ()))
+            left = int(torch.randint(0, size[1] - w + 1, ()))
+            crop = (..., slice(top, top + h), slice(left, left + w))
+            image, depth, mask = image[crop], depth[crop], mask[crop]
+        else:
+            pad = (0, w - size[1], 0, h - size[0])
+            image, depth = F.pad(image, pad), F.pad(depth, pad)
+            mask = F.pad(mask, pad, value=False)
+        return {**sample, "image": image, "depth": depth, "mask": mask}
+
+
+class Compose:
+    def __init__(self, *transforms: Callable):
+        self.transforms = [t for t in transforms if t is not None]
+
+    def __call__(self, sample: Sample) -> Sample:
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+
+def build_transform(cfg: DataConfig, train: bool) -> Callable[[Sample], Sample] | None:
     """Training geometry from the config: short-side resize, centre crop, random horizontal flip."""
     ops: list = []
     if cfg.resize_short:
@@ -48,7 +91,10 @@ def build_transform(cfg: DataConfig, train: bool) -> JointTransform | None:
         # v2 applies photometric transforms to Image tv_tensors only: depth and mask pass through untouched.
         j = float(cfg.color_jitter)
         ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5)))
-    return JointTransform(v2.Compose(ops)) if ops else None
+    joint = JointTransform(v2.Compose(ops)) if ops else None
+    if train and cfg.scale_range:
+        return Compose(RandomScale(*cfg.scale_range, adjust_depth=cfg.scale_depth), joint)
+    return joint
 
 
 def model_input(image: torch.Tensor, cfg: DataConfig) -> torch.Tensor:

@@ -13,6 +13,7 @@ from depthforge.engine.optim import ScheduleLength, build_optimizer, build_sched
 from depthforge.inference.predictor import predict_native
 from depthforge.losses import WeightedLoss
 from depthforge.metrics import Evaluator, get_protocol
+from depthforge.metrics.runner import model_predictor
 from depthforge.models import model_from_config
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,12 @@ class DepthModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.evaluator.reset()
+        self._val_predict = model_predictor(self.model, self.cfg.data, self.evaluator.protocol, self.device)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.evaluator.process(self.predict_native(batch["image"]), batch["depth"], batch["mask"])
+        # The same path as `depthforge evaluate`: native resolution, mixed sizes handled per image.
+        self.evaluator.process(self._val_predict(batch), batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
+                               batch["meta"].get("size"))
 
     def on_validation_epoch_end(self) -> None:
         for name, value in self.evaluator.compute().items():

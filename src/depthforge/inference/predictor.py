@@ -54,10 +54,15 @@ class Predictor:
         self.device = torch.device(device)
 
     @torch.inference_mode()
+    def batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """Depths (H, W) float32 metres for uint8 (H, W, 3) images of one size, run as one batch."""
+        images = torch.stack([torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1) for rgb in rgbs])
+        pred = predict_native(self.model, images.float().div(255).to(self.device), self.data_cfg, self.flip)
+        return list(pred[:, 0].float().cpu().numpy())
+
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Depth in metres (H, W) float32 for a uint8 (H, W, 3) RGB image."""
-        image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div(255)[None]
-        return predict_native(self.model, image.to(self.device), self.data_cfg, self.flip)[0, 0].float().cpu().numpy()
+        return self.batch([rgb])[0]
 
     def predict_file(self, path: str | Path) -> np.ndarray:
         return self(read_rgb(Path(path)))

@@ -94,13 +94,18 @@ class Evaluator:
         return {k: float(v) for k, v in row.items()}
 
     def process(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None,
-                stems: list[str] | None = None) -> None:
-        """Add one batch. ``gt`` is the raw target in metres; the protocol clips or masks it here."""
+                stems: list[str] | None = None, sizes: list | None = None) -> None:
+        """Add one batch. ``gt`` is the raw target in metres; the protocol clips or masks it here.
+
+        ``sizes``: each sample's own (h, w) when the batch was zero-padded to a common size (mask False there).
+        """
         pred, gt, valid = self.prepare(pred, gt, mask)
         stems = stems or [str(self.n + i) for i in range(pred.shape[0])]
-        for i, stem in enumerate(stems):
-            if valid[i].any():
-                self.image_rows.append({"stem": stem, **self._score(pred[i:i + 1], gt[i:i + 1], valid[i:i + 1])})
+        sizes = sizes or [tuple(gt.shape[-2:])] * len(stems)
+        for i, (stem, (h, w)) in enumerate(zip(stems, sizes)):
+            own = (slice(i, i + 1), slice(None), slice(0, h), slice(0, w))
+            if valid[own].any():
+                self.image_rows.append({"stem": stem, **self._score(pred[own], gt[own], valid[own])})
         if self.protocol.per_batch:
             self._batch_rows.append(self._score(pred, gt, valid))
         self._accumulate_pixels(pred, gt, valid)

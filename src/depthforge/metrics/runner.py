@@ -26,7 +26,13 @@ def model_predictor(model: nn.Module, data_cfg: DataConfig, protocol: Protocol, 
 
     @torch.inference_mode()
     def predict(batch: dict) -> torch.Tensor:
-        return predict_native(model, batch["image"].to(device), data_cfg, protocol.flip_tta).cpu()
+        image = batch["image"].to(device)
+        if "size" not in batch["meta"]:
+            return predict_native(model, image, data_cfg, protocol.flip_tta).cpu()
+        out = torch.zeros(image.shape[0], 1, *image.shape[-2:])
+        for i, (h, w) in enumerate(batch["meta"]["size"]):  # each image alone, at its own size
+            out[i, :, :h, :w] = predict_native(model, image[i:i + 1, :, :h, :w], data_cfg, protocol.flip_tta).cpu()
+        return out
 
     return predict
 
@@ -51,8 +57,12 @@ def folder_predictor(pred_dir: str | Path) -> Predict:
     pred_dir = Path(pred_dir)
 
     def predict(batch: dict) -> torch.Tensor:
-        size = tuple(batch["depth"].shape[-2:])
-        return torch.cat([to_size(load_prediction(pred_dir / f"{s}.npy"), size) for s in batch["meta"]["stem"]])
+        full = tuple(batch["depth"].shape[-2:])
+        sizes = batch["meta"].get("size") or [full] * len(batch["meta"]["stem"])
+        out = torch.zeros(len(sizes), 1, *full)
+        for i, (stem, (h, w)) in enumerate(zip(batch["meta"]["stem"], sizes)):
+            out[i, :, :h, :w] = to_size(load_prediction(pred_dir / f"{stem}.npy"), (h, w))[0]
+        return out
 
     return predict
 
@@ -67,7 +77,8 @@ def run_evaluation(dataset: DepthDataset, predict: Predict, protocol: Protocol) 
     """Score every sample in order, in batches of ``protocol.batch_size`` (the last partial batch kept)."""
     evaluator = Evaluator(protocol)
     for batch, pred in iterate(dataset, predict, protocol.batch_size):
-        evaluator.process(pred, batch["depth"], batch["mask"], list(batch["meta"]["stem"]))
+        evaluator.process(pred, batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
+                          batch["meta"].get("size"))
     return evaluator
 
 
