@@ -57,7 +57,9 @@ def test_generic_folder(tmp_path, kind):
                 f.write(str(tmp_path / "depth" / f"{i}.exr"))
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "val.txt").write_text("0\n1\n2\n")
+    (tmp_path / "intrinsics.json").write_text('{"fx": 30, "fy": 31, "cx": 9.5, "cy": 5.5}')
     samples = load_all(DataConfig(name="folder", root=str(tmp_path)), "val")
+    assert samples["1"]["meta"]["intrinsics"] == [30.0, 31.0, 9.5, 5.5]
     assert_same_metres(samples, 1e-6)
     rgb, _ = scene(0)
     assert torch.equal((samples["0"]["image"] * 255).round().byte().permute(1, 2, 0), torch.from_numpy(rgb))

@@ -50,6 +50,13 @@ class FolderDataset(PairDataset):
             else None
         super().__init__(pairs, max_depth, transform, skip_invalid, cache, f"{root}", unpaired)
 
+    def __getitem__(self, index: int) -> Sample:
+        sample = super().__getitem__(index)
+        if self.intrinsics:
+            k = self.intrinsics
+            sample["meta"]["intrinsics"] = [float(k["fx"]), float(k["fy"]), float(k["cx"]), float(k["cy"])]
+        return sample
+
 
 def read_manifest(path: str | Path, split: str | None = None, default_scale: float = 1000.0) -> list[Pair]:
     """Pairs listed in a CSV (``image,depth[,split][,scale]``); relative paths are relative to the CSV."""
