@@ -67,3 +67,21 @@ def test_encoder_unfreezes_at_the_configured_epoch(tmp_path):
 
     assert torch.equal(run(1), start)  # epoch 0: the encoder is frozen
     assert not torch.equal(run(2), start)  # epoch 1: unfrozen, it trains
+
+
+def test_accumulation_ema_clipping_and_deterministic_mode(tmp_path):
+    from depthforge.engine import train
+
+    tiny = ["model.name=unet_resnet18", "data.synthetic.num_train=8", "data.synthetic.num_val=2",
+            "data.synthetic.height=32", "data.synthetic.width=48", "data.batch_size=2", "train.progress_bar=false",
+            "train.num_previews=0", "optim.scheduler=none"]
+    out = train(load_config(overrides=tiny + [f"out={tmp_path / 'a'}", "train.epochs=2",
+                                              "train.accumulate_grad_batches=2", "train.ema_decay=0.5",
+                                              "train.grad_clip=1.0", "train.deterministic=true"]))
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    # 4 batches an epoch, 2 per optimiser step -> 2 steps an epoch
+    assert ckpt["global_step"] in (2, 4)
+    # EMA: checkpoints hold the averaged weights, the raw ones are kept beside them, and they differ.
+    assert "current_model_state" in ckpt
+    key = "model.decoder.blocks.0.0.0.weight"
+    assert not torch.equal(ckpt["state_dict"][key], ckpt["current_model_state"][key])
