@@ -85,3 +85,14 @@ def test_accumulation_ema_clipping_and_deterministic_mode(tmp_path):
     assert "current_model_state" in ckpt
     key = "model.decoder.blocks.0.0.0.weight"
     assert not torch.equal(ckpt["state_dict"][key], ckpt["current_model_state"][key])
+
+
+def test_channels_last_gives_the_same_outputs():
+    torch.manual_seed(0)
+    a = DepthModule(load_config(overrides=["model.name=unet_resnet18"]).to_dict()).eval()
+    b = DepthModule(load_config(overrides=["model.name=unet_resnet18", "train.channels_last=true"]).to_dict()).eval()
+    b.model.load_state_dict(a.model.state_dict())
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-5)
+    assert b.model.encoder.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)

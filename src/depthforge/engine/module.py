@@ -30,12 +30,16 @@ class DepthModule(L.LightningModule):
         self.save_hyperparameters()
         self.cfg: Config = load_config(base=config)
         self.model = model_from_config(self.cfg.model, self.cfg.data.max_depth)
+        if self.cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = WeightedLoss(self.cfg.loss.terms)
         self.evaluator = Evaluator(get_protocol("challenge", self.cfg.data.max_depth))
         self.schedule_length = ScheduleLength(total_steps)
         self.skipped_batches = 0
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.cfg.train.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         return self.model(image)
 
     def predict_native(self, image: torch.Tensor) -> torch.Tensor:
