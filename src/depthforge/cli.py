@@ -14,6 +14,8 @@ from depthforge import __version__
 
 
 def _train(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from depthforge.config import load_config
     from depthforge.engine import train
     from depthforge.engine.train import resume_config
@@ -25,8 +27,6 @@ def _train(args: argparse.Namespace) -> int:
                       (args.device, "train.device")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     try:
         if args.resume:
             out = train(resume_config(args.resume, overrides), resume=True)
@@ -45,7 +45,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from depthforge.metrics.protocols import Protocol
     from depthforge.metrics.report import comparison_table, evaluate_sources
 
-    command = "depthforge " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("depthforge") else ""
+    command = "depthforge " + " ".join(sys.argv[1:])
     if args.card:
         card = read_card(args.card)
         source = dict(card["source"])
