@@ -45,7 +45,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from depthforge.metrics.protocols import Protocol
     from depthforge.metrics.report import comparison_table, evaluate_sources
 
-    command = "depthforge " + " ".join(sys.argv[1:])
+    command = "depthforge " + " ".join(args.argv)
     if args.card:
         card = read_card(args.card)
         source = dict(card["source"])
@@ -332,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     # Overrides may follow options (argparse stops filling positionals at the first option).
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = list(args.overrides) + extra
