@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -108,7 +107,8 @@ def main() -> None:
             ips = plain_loop(args.data, model, batch, args.steps, geometry == "224 crop")
         else:
             ips = depthforge_loop(args.data, recipe, args.steps, f"runs/throughput-{args.workload}")
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: this process's own peak RSS (ru_maxrss can carry the parent's peak across fork + exec).
+        peak_mb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
         print(json.dumps({"images_per_s": ips, "peak_rss_mb": peak_mb}))
         return
     rows = []
