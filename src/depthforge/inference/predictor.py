@@ -10,9 +10,9 @@ from torch import nn
 
 from depthforge.config import DataConfig
 from depthforge.data.base import read_rgb
+from depthforge.data.pairs import IMAGE_SUFFIXES
 from depthforge.data.transforms import model_input, to_size
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip: bool = False) -> torch.Tensor:

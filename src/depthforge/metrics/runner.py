@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,27 +67,10 @@ def folder_predictor(pred_dir: str | Path) -> Predict:
     return predict
 
 
-def iterate(dataset: DepthDataset, predict: Predict, batch_size: int) -> Iterator[tuple[dict, torch.Tensor]]:
-    """Batches in data set order with their predictions."""
-    for batch in build_loader(dataset, batch_size, shuffle=False):
-        yield batch, predict(batch)
-
-
 def run_evaluation(dataset: DepthDataset, predict: Predict, protocol: Protocol) -> Evaluator:
     """Score every sample in order, in batches of ``protocol.batch_size`` (the last partial batch kept)."""
     evaluator = Evaluator(protocol)
-    for batch, pred in iterate(dataset, predict, protocol.batch_size):
-        evaluator.process(pred, batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
+    for batch in build_loader(dataset, protocol.batch_size, shuffle=False):
+        evaluator.process(predict(batch), batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
                           batch["meta"].get("size"))
     return evaluator
-
-
-def evaluate_model(model: nn.Module, dataset: DepthDataset, data_cfg: DataConfig, protocol: Protocol,
-                   device: str | torch.device = "cpu") -> dict:
-    """JSON-ready result of a model on ``dataset``."""
-    return run_evaluation(dataset, model_predictor(model, data_cfg, protocol, device), protocol).result()
-
-
-def evaluate_predictions(pred_dir: str | Path, dataset: DepthDataset, protocol: Protocol) -> dict:
-    """JSON-ready result of saved predictions ``pred_dir/<stem>.npy`` on ``dataset``."""
-    return run_evaluation(dataset, folder_predictor(pred_dir), protocol).result()
