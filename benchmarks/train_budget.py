@@ -10,6 +10,7 @@ Prints a table and writes benchmarks/results/<name>.json (metrics, protocol, tim
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -56,17 +57,19 @@ def main() -> None:
            "scored_checkpoint": args.checkpoint, "results": {}}
     results = Path("benchmarks/results")
     results.mkdir(parents=True, exist_ok=True)
-    for proto_name in ("challenge", "standard"):
-        card = evaluate_sources([{"checkpoint": str(scored)}], get_protocol(proto_name), args.data, "val",
+    protocols = {"challenge": get_protocol("challenge"), "standard": get_protocol("standard"),
+                 "challenge+flip": dataclasses.replace(get_protocol("challenge"), flip_tta=True)}
+    for proto_name, protocol in protocols.items():
+        card = evaluate_sources([{"checkpoint": str(scored)}], protocol, args.data, "val",
                                 command="python " + " ".join(sys.argv))[0]
-        write_card(card, results / f"{args.name}.{proto_name}.json")
+        write_card(card, results / f"{args.name}.{proto_name.replace('+', '-')}.json")
         row["results"][proto_name] = {"metrics": card["metrics"], "n": card["n"]}
     (results / f"{args.name}.json").write_text(json.dumps(row, indent=2))
 
-    print(f"| {'run':<28} | protocol  |  RMSE  |  SSIM  | AbsRel | delta1 | min  | img/s |")
+    print(f"| {'run':<28} | protocol       |  RMSE  |  SSIM  | AbsRel | delta1 | min  | img/s |")
     for proto_name, result in row["results"].items():
         m = result["metrics"]
-        print(f"| {args.name:<28} | {proto_name:<9} | {m['rmse']:.3f}  | {m['ssim']:.3f}  | {m['abs_rel']:.3f}  | "
+        print(f"| {args.name:<28} | {proto_name:<14} | {m['rmse']:.3f}  | {m['ssim']:.3f}  | {m['abs_rel']:.3f}  | "
               f"{m['delta1']:.3f}  | {train_minutes:.0f} | {row['train_images_per_s']:.1f} |")
 
 

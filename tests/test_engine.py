@@ -96,3 +96,68 @@ def test_channels_last_gives_the_same_outputs():
     with torch.no_grad():
         assert torch.allclose(a(x), b(x), atol=1e-5)
     assert b.model.encoder.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_budget_schedule_fits_the_decay_to_the_time_left():
+    from types import SimpleNamespace
+
+    from depthforge.engine.callbacks import BudgetSchedule
+    from depthforge.engine.optim import ScheduleLength
+
+    now = [0.0]
+    cb = BudgetSchedule(max_minutes=10, every=50, clock=lambda: now[0])
+    module = SimpleNamespace(schedule_length=ScheduleLength(100_000))
+    trainer = SimpleNamespace(global_step=0, sanity_checking=False, num_training_batches=400,
+                              accumulate_grad_batches=1, check_val_every_n_epoch=1)
+    cb.on_train_start(trainer, module)
+    cb.on_train_epoch_start(trainer, module)
+    # A slow start (1 s/step for 50 steps): 550 s left -> 550 more steps, far below the nominal 100k.
+    now[0], trainer.global_step = 50.0, 50
+    cb.on_train_batch_end(trainer, module, None, None, 49)
+    assert module.schedule_length.steps == 50 + 550
+    # Faster afterwards (0.5 s/step on average over the epoch): the schedule grows again.
+    now[0], trainer.global_step = 100.0, 200
+    cb.on_train_batch_end(trainer, module, None, None, 199)
+    assert module.schedule_length.steps == 200 + 1000
+    # Validation took 40 s: the epoch's pace now includes it (140 s / 200 steps).
+    cb.on_validation_start(trainer, module)
+    now[0] = 140.0
+    cb.on_validation_end(trainer, module)
+    assert module.schedule_length.steps == 200 + int(460 / 0.7)
+    # Next epoch: training pace 0.25 s/step plus 40 s of validation per 400 steps = 0.35 s/step.
+    cb.on_train_epoch_start(trainer, module)
+    now[0], trainer.global_step = 165.0, 300
+    cb.on_train_batch_end(trainer, module, None, None, 99)
+    assert module.schedule_length.steps == 300 + int(435 / 0.35)
+    # Never beyond the nominal length, never before the current step.
+    cb.nominal = 500
+    cb.on_train_batch_end(trainer, module, None, None, 99)
+    assert module.schedule_length.steps == 500
+    now[0] = 10_000.0
+    cb.on_train_batch_end(trainer, module, None, None, 99)
+    assert module.schedule_length.steps == 301
+
+
+def test_ema_with_warmup_follows_the_model_early_then_decays_slowly():
+    from torch.optim.swa_utils import AveragedModel
+
+    from depthforge.engine.callbacks import ema_with_warmup
+
+    model = torch.nn.BatchNorm1d(1)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(0.99), use_buffers=True)
+    ema.update_parameters(model)  # first update copies
+    for n, value in enumerate([1.0, 2.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        model.num_batches_tracked += 1
+        before = ema.module.weight.item()
+        ema.update_parameters(model)
+        d = min(0.99, (1 + n) / (10 + n))  # 2/11, then 3/12: mostly the new value
+        assert ema.module.weight.item() == pytest.approx(d * before + (1 - d) * value)
+    assert ema.module.num_batches_tracked.item() == 2
+    ema.n_averaged.fill_(10_000)  # late: the plain decay
+    before = ema.module.weight.item()
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    ema.update_parameters(model)
+    assert ema.module.weight.item() == pytest.approx(0.99 * before + 0.01 * 5.0)

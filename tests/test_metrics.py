@@ -80,3 +80,16 @@ def test_shape_mismatch_says_to_resize():
     ev = Evaluator(get_protocol("challenge"))
     with pytest.raises(ValueError, match="resize predictions"):
         ev.process(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 8, 8))
+
+
+def test_separable_gaussian_blur_equals_the_2d_window():
+    from depthforge.metrics.ssim import gaussian_blur, gaussian_window
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 20, 31)
+    g = gaussian_window()
+    assert g.shape == (11,) and g.sum().item() == pytest.approx(1.0)
+    w2d = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)
+    for pad in (0, 5):
+        expected = torch.nn.functional.conv2d(x, w2d, padding=pad, groups=3)
+        assert torch.allclose(gaussian_blur(x, pad=pad), expected, atol=1e-6)

@@ -72,3 +72,18 @@ def test_preprocessing_travels_with_encoder():
     res = create_model("unet_resnet18")
     assert torch.allclose(lite.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
     assert torch.allclose(res.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
+def test_unet_decoder_can_stop_at_stride_two():
+    full = create_model("unet_efficientnet_lite0")
+    short = create_model("unet_efficientnet_lite0", widths=(128, 64, 32, 16)).eval()
+    assert full.decoder.final_stride == 1 and short.decoder.final_stride == 2
+    x = torch.rand(1, 3, 160, 256)
+    with torch.no_grad():
+        features = short.decoder(short.encoder((x - short.mean) / short.std))
+        assert features.shape[-2:] == (80, 128)
+        y = short(x[..., :150, :250])
+    assert y.shape == (1, 1, 150, 250) and torch.isfinite(y).all()
+    assert sum(p.numel() for p in short.decoder.parameters()) < sum(p.numel() for p in full.decoder.parameters())
+    with pytest.raises(ValueError, match="1 to 5 widths"):
+        create_model("unet_efficientnet_lite0", widths=(64,) * 6)

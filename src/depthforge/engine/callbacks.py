@@ -94,7 +94,7 @@ class FaultCheckpoint(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.global_step > 0 and trainer.is_global_zero and not isinstance(exception, FloatingPointError):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             self.saved = True
             print(f"\n{type(exception).__name__}: checkpoint written to {self.path} at step {trainer.global_step}; "
                   f"continue with: depthforge train --resume {self.path.parent.parent}", flush=True)
@@ -108,36 +108,76 @@ class PeriodicCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if trainer.global_step and trainer.global_step % self.every == 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+
+def ema_with_warmup(decay: float):
+    """``multi_avg_fn`` for :class:`torch.optim.swa_utils.AveragedModel`: the EMA ``avg <- d * avg + (1 - d) * x``
+    with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (the warm-up of TensorFlow's
+    ExponentialMovingAverage ``num_updates``), so early averages do not drag the random initial decoder along and
+    short runs and early validations benefit too. Integer buffers (BatchNorm's batch counter) follow the model."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 class BudgetSchedule(L.Callback):
     """Under ``train.max_minutes``, end the decaying schedule when the time runs out, not after the nominal epochs.
 
-    After every epoch the steps the remaining minutes allow are estimated from that epoch's pace (validation
-    included) and the schedule length is cut to fit. Time-budgeted runs are therefore not bit-reproducible.
+    The schedule length is re-estimated every ``every`` training steps from the current epoch's pace (plus the last
+    validation's duration spread over an epoch's steps) and after every validation from the whole epoch's pace,
+    validation included. It may grow again (the first epoch is slow while the RAM cache fills) but
+    never beyond the nominal epochs. Budgets shorter than an epoch therefore still decay to the end.
+    Time-budgeted runs are not bit-reproducible.
     """
 
-    def __init__(self, max_minutes: float):
+    def __init__(self, max_minutes: float, every: int = 50, clock=time.monotonic):
         self.budget_s = max_minutes * 60.0
-        self.start = self.epoch_start = 0.0
+        self.every, self.clock = every, clock
+        self.start = self.epoch_start = self.val_start = self.val_s = 0.0
         self.epoch_start_step = 0
+        self.nominal: int | None = None
+
+    def _fit(self, trainer: L.Trainer, pl_module: L.LightningModule, per_step: float) -> None:
+        length = pl_module.schedule_length
+        if self.nominal is None:
+            self.nominal = length.steps
+        left = max(self.budget_s - (self.clock() - self.start), 0.0)
+        affordable = trainer.global_step + int(left / per_step)
+        length.steps = max(trainer.global_step + 1, min(self.nominal, affordable))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start = time.monotonic()
+        self.start = self.clock()
+        self.nominal = pl_module.schedule_length.steps
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.epoch_start, self.epoch_start_step = time.monotonic(), trainer.global_step
+        self.epoch_start, self.epoch_start_step = self.clock(), trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        steps = trainer.global_step - self.epoch_start_step
+        if steps > 0 and steps % self.every == 0:
+            steps_per_epoch = max(trainer.num_training_batches // trainer.accumulate_grad_batches, 1)
+            val_per_step = self.val_s / (steps_per_epoch * (trainer.check_val_every_n_epoch or 1))
+            self._fit(trainer, pl_module, (self.clock() - self.epoch_start) / steps + val_per_step)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.val_start = self.clock()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         steps = trainer.global_step - self.epoch_start_step
         if trainer.sanity_checking or steps <= 0:
             return
-        now = time.monotonic()
-        per_step = (now - self.epoch_start) / steps
-        affordable = trainer.global_step + int(max(self.budget_s - (now - self.start), 0) / per_step)
-        length = pl_module.schedule_length
-        length.steps = max(trainer.global_step + 1, min(length.steps, affordable))
+        self.val_s = self.clock() - self.val_start
+        self._fit(trainer, pl_module, (self.clock() - self.epoch_start) / steps)
 
 
 class PreviewCallback(L.Callback):

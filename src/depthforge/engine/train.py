@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from depthforge.config import Config, ConfigError, load_config, save_config
 from depthforge.data import build_dataset, build_loader
 from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, FaultCheckpoint,
-                                         PeriodicCheckpoint, PreviewCallback)
+                                         PeriodicCheckpoint, PreviewCallback, ema_with_warmup)
 from depthforge.engine.loggers import AppendingCSVLogger
 from depthforge.engine.module import DepthModule
 
@@ -63,9 +63,9 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     if t.ckpt_every_steps:
         trainer_callbacks.append(PeriodicCheckpoint(ckpt_dir / "last.ckpt", t.ckpt_every_steps))
     if t.ema_decay:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
+        from lightning.pytorch.callbacks import WeightAveraging
 
-        trainer_callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+        trainer_callbacks.append(WeightAveraging(multi_avg_fn=ema_with_warmup(t.ema_decay)))
     if t.early_stop_patience:
         trainer_callbacks.append(EarlyStopping("val/rmse", patience=t.early_stop_patience, mode="min"))
 
@@ -118,7 +118,7 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     module = DepthModule(cfg.to_dict(), total_steps=total_steps)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)
     # A time limit can stop mid-epoch; last.ckpt always holds the final weights.
-    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+    trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     if module.skipped_batches:
         log.warning("%d batch(es) with a non-finite loss were skipped", module.skipped_batches)
     return out

@@ -11,18 +11,21 @@ from depthforge.models.decoders.blocks import conv_bn_relu, resize_to
 
 
 class UNetDecoder(nn.Module):
-    """Built from an encoder's ``out_channels`` and ``strides``; returns ``widths[-1]`` channels at stride 1.
+    """Built from an encoder's ``out_channels`` and ``strides``; returns ``widths[-1]`` channels at stride
+    ``deepest stride / 2**len(widths)`` (stride 1 by default; fewer widths stop earlier and the model upsamples
+    the head's output bilinearly, which saves the costliest full-resolution convolutions).
 
     Args:
-        widths: output channels of each x2 step, deepest first; its length must be log2 of the deepest stride.
+        widths: output channels of each x2 step, deepest first; at most log2 of the deepest stride of them.
     """
 
     def __init__(self, channels: list[int], strides: list[int], widths: tuple[int, ...] | None = None):
         super().__init__()
         steps = int(round(math.log2(strides[-1])))
         widths = tuple(widths or (256, 128, 64, 32, 16, 16, 16)[:steps])
-        if len(widths) != steps:
-            raise ValueError(f"UNetDecoder needs {steps} widths for a stride-{strides[-1]} encoder, got {widths}")
+        if not 1 <= len(widths) <= steps:
+            raise ValueError(f"UNetDecoder takes 1 to {steps} widths for a stride-{strides[-1]} encoder, "
+                             f"got {widths}")
         skip_at = {s: c for s, c in zip(strides[:-1], channels[:-1])}
         self.skip_index = []
         blocks = []
