@@ -81,3 +81,28 @@ def test_random_scale_zooms_and_keeps_depth_consistent():
     assert torch.equal(out["mask"][0], out["depth"][0] > 3)  # board squares (> 6 m, now halved) stay the mask
     small = RandomScale(0.5, 0.5, adjust_depth=False)(sample)
     assert not small["mask"][0, 20:, :].any() and small["depth"][0, :16, :24].max() > 6  # padding is invalid
+
+
+def test_depth_is_capped_after_a_zoom_that_divides_it():
+    import numpy as np
+
+    from depthforge.data.base import DepthDataset
+    from depthforge.data.transforms import RandomScale
+
+    class Two(DepthDataset):
+        def __len__(self):
+            return 1
+
+        def get_color(self, index):
+            return np.zeros((8, 8, 3), np.uint8)
+
+        def get_depth(self, index):
+            d = np.full((8, 8), 10.0, np.float32)
+            d[:4] = 100.0  # sky, far beyond the cap
+            return d
+
+    zoom_in = Two(max_depth=20.0, transform=RandomScale(2.0, 2.0))[0]["depth"]
+    assert zoom_in.max() == 20.0  # 100 / 2 = 50 is still beyond the cap, not 20 / 2 = 10
+    assert set(zoom_in.unique().tolist()) <= {5.0, 20.0}
+    zoom_out = Two(max_depth=20.0, transform=RandomScale(0.5, 0.5))[0]
+    assert zoom_out["depth"].max() <= 20.0 and zoom_out["depth"][zoom_out["mask"]].min() == 20.0

@@ -112,13 +112,12 @@ class DepthDataset(Dataset):
         color, depth = self.load(index)
         image = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1).float().div_(255.0)
         depth_t = torch.from_numpy(np.ascontiguousarray(depth))[None]
-        sample = {
-            "image": image,
-            "depth": depth_t.clamp(0.0, self.max_depth),
-            "mask": depth_t > 0,
-            "meta": {"stem": self.stem(index), "index": index},
-        }
-        return self.transform(sample) if self.transform is not None else sample
+        sample = {"image": image, "depth": depth_t, "mask": depth_t > 0,
+                  "meta": {"stem": self.stem(index), "index": index}}
+        if self.transform is not None:
+            sample = self.transform(sample)
+        # Cap after the transform: a zoom divides depth, and a capped 20 m (really 100 m, sky) must stay at the cap.
+        return {**sample, "depth": sample["depth"].clamp(0.0, self.max_depth)}
 
     def validate(self) -> list[tuple[int, str]]:
         """Read every sample once; return ``(index, reason)`` for each that fails."""
