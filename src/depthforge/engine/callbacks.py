@@ -144,12 +144,10 @@ class BudgetSchedule(L.Callback):
         self.every, self.clock = every, clock
         self.start = self.epoch_start = self.val_start = self.val_s = 0.0
         self.epoch_start_step = 0
-        self.nominal: int | None = None
+        self.nominal = 0
 
     def _fit(self, trainer: L.Trainer, pl_module: L.LightningModule, per_step: float) -> None:
         length = pl_module.schedule_length
-        if self.nominal is None:
-            self.nominal = length.steps
         left = max(self.budget_s - (self.clock() - self.start), 0.0)
         affordable = trainer.global_step + int(left / per_step)
         length.steps = max(trainer.global_step + 1, min(self.nominal, affordable))
