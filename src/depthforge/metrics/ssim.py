@@ -8,6 +8,8 @@ constants by an explicit data range, ``C = (K * L)**2`` as in Wang et al. (2004)
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -16,9 +18,13 @@ SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 
 
+@functools.lru_cache(maxsize=16)
 def gaussian_window(size: int = WINDOW, sigma: float = SIGMA, dtype: torch.dtype = torch.float32,
                     device: torch.device | None = None) -> torch.Tensor:
-    """Normalised 1-D Gaussian of ``size`` taps; the 2-D window is its outer product with itself."""
+    """Normalised 1-D Gaussian of ``size`` taps; the 2-D window is its outer product with itself.
+
+    Cached per (size, sigma, dtype, device): the loss calls it every step. Callers must not modify it in place.
+    """
     coords = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     return (g / g.sum()).to(dtype)
