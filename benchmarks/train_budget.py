@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--runs", default="runs/bench")
     parser.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    parser.add_argument("--protocols", default="challenge,standard,challenge+flip",
+                        help="comma-separated subset of challenge, standard, challenge+flip to score")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -59,6 +61,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     protocols = {"challenge": get_protocol("challenge"), "standard": get_protocol("standard"),
                  "challenge+flip": dataclasses.replace(get_protocol("challenge"), flip_tta=True)}
+    protocols = {k: v for k, v in protocols.items() if k in args.protocols.split(",")}
     for proto_name, protocol in protocols.items():
         card = evaluate_sources([{"checkpoint": str(scored)}], protocol, args.data, "val",
                                 command="python " + " ".join(sys.argv))[0]

@@ -87,3 +87,40 @@ def test_unet_decoder_can_stop_at_stride_two():
     assert sum(p.numel() for p in short.decoder.parameters()) < sum(p.numel() for p in full.decoder.parameters())
     with pytest.raises(ValueError, match="1 to 5 widths"):
         create_model("unet_efficientnet_lite0", widths=(64,) * 6)
+
+
+def test_input_scale_runs_the_network_on_an_enlarged_copy():
+    torch.manual_seed(0)
+    model = create_model("unet_efficientnet_lite0", widths=(64, 32, 16), input_scale=1.5).eval()
+    seen = []
+    hook = model.encoder.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    x = torch.rand(2, 3, 144, 256)
+    with torch.no_grad():
+        y = model(x)
+        # Same weights at scale 1 see the native size; the enlarged copy gives a different (but finite) answer.
+        model.input_scale = 1.0
+        y1 = model(x)
+    hook.remove()
+    assert seen == [(224, 384), (160, 256)]  # 216x384 and 144x256, each padded to a multiple of 32
+    assert y.shape == y1.shape == (2, 1, 144, 256) and torch.isfinite(y).all()
+    assert not torch.allclose(y, y1)
+    with pytest.raises(ValueError, match="input_scale"):
+        create_model("unet_efficientnet_lite0", input_scale=0)
+
+
+def test_unet_image_skip_feeds_the_image_to_the_stride_one_stage():
+    torch.manual_seed(0)
+    model = create_model("unet_efficientnet_lite0", widths=(64, 32, 16, 16, 16), image_skip=True).eval()
+    decoder = model.decoder
+    assert decoder.final_stride == 1 and decoder.skip_index[-1] == 0
+    assert decoder.blocks[-1][0][0].in_channels == 16 + 3  # previous width + RGB
+    x = torch.rand(1, 3, 150, 250)
+    with torch.no_grad():
+        y = model(x)
+        features = model.encoder(torch.rand(1, 3, 160, 256))
+        image = torch.zeros(1, 3, 160, 256)
+        # Same encoder features, different stride-1 image: only the image skip can change the output.
+        a = model.decoder([image, *features])
+        b = model.decoder([image + 1, *features])
+    assert y.shape == (1, 1, 150, 250) and torch.isfinite(y).all()
+    assert a.shape[-2:] == image.shape[-2:] and not torch.allclose(a, b)

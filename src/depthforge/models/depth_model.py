@@ -18,11 +18,18 @@ class DepthModel(nn.Module):
     Inputs whose sides are not multiples of the encoder's ``multiple`` are padded (replicate, bottom/right) and the
     output cropped back, so every output pixel stays aligned with its input pixel. For example the baseline on a
     144x256 image runs on 160x256 and returns 144x256.
+
+    ``input_scale`` > 1 runs the network on a bilinearly enlarged copy of the input and resizes the depth back:
+    small images (144x256) then meet the object sizes ImageNet features were trained on, while data, loss and
+    metrics stay at the native size (nothing in the data pipeline changes, no depth map is resampled).
     """
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module, head: nn.Module):
+    def __init__(self, encoder: Encoder, decoder: nn.Module, head: nn.Module, input_scale: float = 1.0):
         super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"input_scale must be > 0, got {input_scale}")
         self.encoder, self.decoder, self.head = encoder, decoder, head
+        self.input_scale = float(input_scale)
         pre = encoder.preprocess
         self.multiple = pre.multiple
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1), persistent=False)
@@ -30,12 +37,24 @@ class DepthModel(nn.Module):
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The network on an input whose sides are already multiples of ``self.multiple``."""
-        out = self.head(self.decoder(self.encoder((x - self.mean) / self.std)))
+        z = (x - self.mean) / self.std
+        features = self.encoder(z)
+        if getattr(self.decoder, "image_skip", False):
+            features = [z, *features]  # the image as a stride-1 feature (UNetDecoder(image_skip=True))
+        out = self.head(self.decoder(features))
         if out.shape[-2:] != x.shape[-2:]:
             out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_scale != 1.0:
+            size = x.shape[-2:]
+            x = F.interpolate(x, scale_factor=self.input_scale, mode="bilinear", align_corners=False,
+                              antialias=self.input_scale < 1)
+            return F.interpolate(self._forward_any(x), size=size, mode="bilinear", align_corners=False)
+        return self._forward_any(x)
+
+    def _forward_any(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
         if pad_h or pad_w:

@@ -17,10 +17,17 @@ class UNetDecoder(nn.Module):
 
     Args:
         widths: output channels of each x2 step, deepest first; at most log2 of the deepest stride of them.
+        image_skip: also concatenate the (normalised) input image at stride 1, so that a decoder that goes down to
+            stride 1 places depth edges on the image's own edges; :class:`~depthforge.models.DepthModel` then
+            passes the image as an extra stride-1 feature in front of the encoder's.
     """
 
-    def __init__(self, channels: list[int], strides: list[int], widths: tuple[int, ...] | None = None):
+    def __init__(self, channels: list[int], strides: list[int], widths: tuple[int, ...] | None = None,
+                 image_skip: bool = False):
         super().__init__()
+        self.image_skip = bool(image_skip)
+        if self.image_skip:
+            channels, strides = [3, *channels], [1, *strides]
         steps = int(round(math.log2(strides[-1])))
         widths = tuple(widths or (256, 128, 64, 32, 16, 16, 16)[:steps])
         if not 1 <= len(widths) <= steps:
