@@ -35,3 +35,14 @@ def test_bundled_recipes_build(recipe):
     from depthforge.losses import LOSSES
     cfg = load_config(recipe)
     assert cfg.model.name in list_models() and set(cfg.loss.terms) <= set(LOSSES)
+
+
+def test_dotted_override_sets_one_key_of_a_mapping():
+    # A recipe's kwargs / loss terms survive an override of one of their keys...
+    cfg = load_config("cpu", ["model.kwargs.frozen_stages=1", "loss.terms.l1=0.5"])
+    recipe = load_config("cpu")
+    assert cfg.model.kwargs == {**recipe.model.kwargs, "frozen_stages": 1}
+    assert cfg.loss.terms == {**recipe.loss.terms, "l1": 0.5}
+    # ... and naming the whole mapping replaces it.
+    cfg = load_config("cpu", ["model.kwargs={head: linear}"])
+    assert cfg.model.kwargs == {"head": "linear"}

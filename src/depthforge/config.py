@@ -184,6 +184,18 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _set_path(values: dict[str, Any], keys: list[str], value: Any) -> dict[str, Any]:
+    """Copy of ``values`` with exactly ``keys`` set: ``model.kwargs.widths=[...]`` keeps the other kwargs, while
+    ``model.kwargs={...}`` (the whole mapping named) replaces them."""
+    out = dict(values)
+    if len(keys) == 1:
+        out[keys[0]] = value
+    else:
+        inner = out.get(keys[0])
+        out[keys[0]] = _set_path(inner if isinstance(inner, dict) else {}, keys[1:], value)
+    return out
+
+
 def resolve_recipe(name_or_path: str | Path) -> Path:
     """Find a recipe by file path or by the name of a bundled recipe (``baseline`` -> ``configs/baseline.yaml``)."""
     path = Path(name_or_path)
@@ -232,11 +244,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         values = _merge(values, loaded)
     for text in overrides or []:
-        keys, value = parse_override(text)
-        update: dict[str, Any] = {keys[-1]: value}
-        for key in reversed(keys[:-1]):
-            update = {key: update}
-        values = _merge(values, update)
+        values = _set_path(values, *parse_override(text))
     values = _coerce_numbers(values)
     return _build(Config, values, where)
 
