@@ -26,6 +26,9 @@ from depthforge.metrics.card import write_card
 from depthforge.metrics.report import evaluate_sources
 
 
+PROTOCOL_NAMES = ("challenge", "standard", "challenge+flip")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
@@ -38,6 +41,10 @@ def main() -> None:
                         help="comma-separated subset of challenge, standard, challenge+flip to score")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    wanted = args.protocols.split(",")
+    unknown = sorted(set(wanted) - set(PROTOCOL_NAMES))
+    if unknown:  # before training, not after it
+        parser.error(f"--protocols: unknown {unknown}; choose from {list(PROTOCOL_NAMES)}")
 
     out = Path(args.runs) / args.name
     cfg = load_config(args.config, [f"data.root={args.data}", "data.name=challenge", f"out={out}",
@@ -61,7 +68,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     protocols = {"challenge": get_protocol("challenge"), "standard": get_protocol("standard"),
                  "challenge+flip": dataclasses.replace(get_protocol("challenge"), flip_tta=True)}
-    protocols = {k: v for k, v in protocols.items() if k in args.protocols.split(",")}
+    protocols = {k: v for k, v in protocols.items() if k in wanted}
     for proto_name, protocol in protocols.items():
         card = evaluate_sources([{"checkpoint": str(scored)}], protocol, args.data, "val",
                                 command="python " + " ".join(sys.argv))[0]

@@ -124,3 +124,8 @@ def test_unet_image_skip_feeds_the_image_to_the_stride_one_stage():
         b = model.decoder([image + 1, *features])
     assert y.shape == (1, 1, 150, 250) and torch.isfinite(y).all()
     assert a.shape[-2:] == image.shape[-2:] and not torch.allclose(a, b)
+
+
+def test_image_skip_needs_a_decoder_down_to_stride_one():
+    with pytest.raises(ValueError, match="image_skip needs a U-Net that ends at stride 1"):
+        create_model("unet_efficientnet_lite0", widths=(64, 32, 16), image_skip=True)

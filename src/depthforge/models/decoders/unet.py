@@ -46,6 +46,9 @@ class UNetDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = widths[-1]
         self.final_stride = stride
+        if self.image_skip and stride != 1:
+            raise ValueError(f"image_skip needs a U-Net that ends at stride 1 (it concatenates the image there); "
+                             f"widths {widths} end at stride {stride}: give {steps} widths or drop image_skip")
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[-1]
