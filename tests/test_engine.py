@@ -161,3 +161,25 @@ def test_ema_with_warmup_follows_the_model_early_then_decays_slowly():
         model.weight.fill_(5.0)
     ema.update_parameters(model)
     assert ema.module.weight.item() == pytest.approx(0.99 * before + 0.01 * 5.0)
+
+
+def test_init_from_starts_a_run_from_a_checkpoint_and_refuses_another_model(tmp_path):
+    from depthforge.engine import train
+    from depthforge.inference.checkpoint import CheckpointError, init_weights_from
+    from depthforge.models import create_model
+
+    tiny = ["model.name=unet_resnet18", "data.synthetic.num_train=4", "data.synthetic.num_val=2",
+            "data.synthetic.height=32", "data.synthetic.width=48", "data.batch_size=2", "train.progress_bar=false",
+            "train.num_previews=0", "optim.scheduler=none", "train.epochs=1"]
+    first = train(load_config(overrides=tiny + [f"out={tmp_path / 'a'}"])) / "checkpoints" / "last.ckpt"
+    # lr 0: the fine-tuning run cannot move its weights, so it must end where the first run ended.
+    second = train(load_config(overrides=tiny + [f"out={tmp_path / 'b'}", f"model.init_from={first}",
+                                                 "optim.lr=0"])) / "checkpoints" / "last.ckpt"
+    key = "model.decoder.blocks.0.0.0.weight"
+    a, b = (torch.load(p, weights_only=True)["state_dict"][key] for p in (first, second))
+    assert torch.equal(a, b)
+    fresh = DepthModule(load_config(overrides=tiny).to_dict()).state_dict()[key]
+    assert not torch.equal(fresh, a)
+
+    with pytest.raises(CheckpointError, match=r"a[/\\]checkpoints[/\\]last\.ckpt.*unet_resnet18.*same model name"):
+        init_weights_from(create_model("unet_resnet34"), first)

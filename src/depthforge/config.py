@@ -77,6 +77,9 @@ class ModelConfig:
     name: str = "baseline"
     pretrained: str = "none"  # none | imagenet | path to a local weights file
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Fine-tuning: a depthforge checkpoint of the same architecture whose model weights start this run (after
+    # ``pretrained``); optimiser, schedule and EMA start fresh. Not applied on resume (the run's own weights win).
+    init_from: str | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, Che
                                          PeriodicCheckpoint, PreviewCallback, ema_with_warmup)
 from depthforge.engine.loggers import AppendingCSVLogger
 from depthforge.engine.module import DepthModule
+from depthforge.inference.checkpoint import init_weights_from
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
         trainer.limit_train_batches = t.max_steps * t.accumulate_grad_batches
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     module = DepthModule(cfg.to_dict(), total_steps=total_steps)
+    if cfg.model.init_from and not resume:
+        init_weights_from(module.model, cfg.model.init_from)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)
     # A time limit can stop mid-epoch; last.ckpt always holds the final weights.
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)

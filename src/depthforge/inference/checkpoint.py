@@ -15,9 +15,8 @@ class CheckpointError(RuntimeError):
     """A file that is not a depthforge checkpoint; the message names it."""
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
-    """Return ``(model in eval mode, resolved config)`` from a ``.ckpt`` written by ``depthforge train``."""
-    path = Path(path)
+def _read(path: Path) -> dict:
+    """The checkpoint dict of a ``.ckpt`` written by ``depthforge train``; clear errors for anything else."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; runs keep them in RUN/checkpoints/{{best,last}}.ckpt")
     try:
@@ -27,9 +26,37 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta = ckpt.get("depthforge") if isinstance(ckpt, dict) else None
     if not meta:
         raise CheckpointError(f"{path}: no 'depthforge' metadata; was it written by depthforge train?")
-    cfg = load_config(base=meta["config"])
+    return ckpt
+
+
+def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """Return ``(model in eval mode, resolved config)`` from a ``.ckpt`` written by ``depthforge train``."""
+    path = Path(path)
+    ckpt = _read(path)
+    cfg = load_config(base=ckpt["depthforge"]["config"])
     # The trained weights replace any pretrained ones, so never download here.
     model = model_from_config(cfg.model, cfg.data.max_depth, pretrained="none")
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    model.load_state_dict(_model_state(ckpt))
     return model.to(device).eval(), cfg
+
+
+def init_weights_from(model: nn.Module, path: str | Path) -> None:
+    """Copy a checkpoint's model weights into ``model`` (fine-tuning); every tensor must match by name and shape."""
+    path = Path(path)
+    ckpt = _read(path)
+    state, own = _model_state(ckpt), model.state_dict()
+    source = ckpt["depthforge"].get("model_name", "?")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                           for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                               ("other shape", reshaped)) if keys)
+        raise CheckpointError(f"{path}: its model ({source}) does not match this run's ({detail}); model.init_from "
+                              "needs a checkpoint of the same model name and model.kwargs")
+    model.load_state_dict(state)
