@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", help="re-run a saved eval card (JSON) and compare with its recorded numbers")
     p.add_argument("--data", help="challenge-layout data root (default: the checkpoint's own data)")
     p.add_argument("--split", default="val")
-    p.add_argument("--protocol", default="challenge", help="challenge | standard | nyu-eigen | kitti-garg | relative")
+    p.add_argument("--protocol", default="challenge", help="challenge | challenge-224 | standard | nyu-eigen | kitti-garg | relative")
     p.add_argument("--max-depth", type=float, help="override the protocol's depth cap (metres)")
     p.add_argument("--crop", help="none | eigen | garg | top,bottom,left,right (fractions or pixels)")
     p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")

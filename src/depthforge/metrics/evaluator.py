@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from depthforge.metrics import functional as M
 from depthforge.metrics.alignment import align, crop_mask
@@ -17,6 +18,19 @@ from depthforge.metrics.protocols import Protocol
 
 METRICS = ("rmse", "mae", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3", "ssim",
            "edge_precision", "edge_recall", "edge_f1")
+
+
+def resize_centre_crop(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, size: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Resize (bilinear; the mask nearest) to a short side of ``size``, then crop the centre ``size x size``."""
+    h, w = gt.shape[-2:]
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    top, left = (new[0] - size) // 2, (new[1] - size) // 2
+    box = (..., slice(top, top + size), slice(left, left + size))
+    pred, gt = (F.interpolate(t, size=new, mode="bilinear", align_corners=False)[box] for t in (pred, gt))
+    valid = F.interpolate(valid.float(), size=new, mode="nearest")[box] > 0.5
+    return pred, gt, valid
 
 
 def _nanmean(values: list[float]) -> float:
@@ -75,6 +89,8 @@ class Evaluator:
             gt = gt.clamp(0.0, p.max_depth)
         else:
             valid &= (gt > p.min_depth) & (gt <= p.max_depth)
+        if p.crop_size:  # after the clip, as a data pipeline clips targets before it resizes them
+            pred, gt, valid = resize_centre_crop(pred, gt, valid, p.crop_size)
         pred = align(pred, gt, valid, p.alignment)
         if p.clamp_pred:
             pred = pred.clamp(p.min_depth, p.max_depth)
@@ -99,7 +115,11 @@ class Evaluator:
 
         ``sizes``: each sample's own (h, w) when the batch was zero-padded to a common size (mask False there).
         """
+        if self.protocol.crop_size and sizes and len(set(map(tuple, sizes))) > 1:
+            raise ValueError(f"protocol {self.protocol.name} resizes whole batches; it needs images of one size")
         pred, gt, valid = self.prepare(pred, gt, mask)
+        if self.protocol.crop_size:
+            sizes = None
         stems = stems or [str(self.n + i) for i in range(pred.shape[0])]
         sizes = sizes or [tuple(gt.shape[-2:])] * len(stems)
         for i, (stem, (h, w)) in enumerate(zip(stems, sizes)):
