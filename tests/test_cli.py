@@ -159,3 +159,31 @@ def test_tiled_predict_cli(run, tmp_path):
                  "--tile", "64x96"]) == 0
     assert np.load(out / "8.npy").shape == (96, 160)
     assert json.loads((out / "8.npy.json").read_text())["tiles"]["window"] == "64x96"
+
+
+def test_ensemble_predicts_the_mean_and_its_card_reruns(run, tmp_path, capsys):
+    other = tmp_path / "seed1"
+    assert main(["train", "--out", str(other), "--max-steps", "2", "--device", "cpu", "data.synthetic.num_train=8",
+                 "data.synthetic.num_val=4", "data.batch_size=4", "train.progress_bar=false", "train.seed=1",
+                 "data.synthetic.height=64", "data.synthetic.width=96"]) == 0
+    a, b = str(run / "checkpoints" / "last.ckpt"), str(other / "checkpoints" / "last.ckpt")
+    root = tmp_path / "data"
+    write_pair(root, "val", "0", h=40, w=60)
+    image = root / "rgb" / "val" / "0.jpeg"
+    for name, ckpts in (("a", ["--checkpoint", a]), ("b", ["--checkpoint", b]),
+                        ("ab", ["--checkpoint", a, "--checkpoint", b])):
+        assert main(["predict", *ckpts, str(image), "--out", str(tmp_path / name)]) == 0
+    pa, pb, pab = (np.load(tmp_path / n / "0.npy") for n in ("a", "b", "ab"))
+    assert np.abs(pa - pb).max() > 1e-3  # two different models, so the mean is a real test
+    np.testing.assert_allclose(pab, (pa + pb) / 2, atol=1e-5)
+
+    card = tmp_path / "ens.json"
+    assert main(["evaluate", "--checkpoint", a, b, "--ensemble", "--data", str(root), "--json", str(card)]) == 0
+    saved = json.loads(card.read_text())
+    assert saved["source"]["checkpoint"] == [a, b] and len(saved["source"]["sha256"]) == 2
+    assert "ensemble of 2" in card.with_suffix(".md").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--card", str(card)]) == 0
+    assert "max |recorded - now| = 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="two or more"):
+        main(["evaluate", "--checkpoint", a, "--ensemble"])

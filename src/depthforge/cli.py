@@ -58,7 +58,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                    if card["metrics"][k] == card["metrics"][k])  # NaN != NaN: undefined metrics are skipped
         print(f"max |recorded - now| = {diff:.3g}")
         return 0 if diff <= 1e-6 else 1
-    sources = [{"checkpoint": c} for c in args.checkpoint or []] + [{"predictions": d} for d in args.predictions or []]
+    if args.ensemble and len(args.checkpoint or []) < 2:
+        raise SystemExit("evaluate: --ensemble averages several checkpoints; give two or more with --checkpoint")
+    checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
+    sources = [{"checkpoint": c} for c in checkpoints] + [{"predictions": d} for d in args.predictions or []]
     if not sources:
         raise SystemExit("evaluate: give --checkpoint CKPT..., --predictions DIR... or --card FILE")
     crop = args.crop
@@ -79,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from depthforge.data.base import read_rgb
-    from depthforge.inference import Predictor, expand_inputs, load_checkpoint
+    from depthforge.inference import Predictor, expand_inputs, load_ensemble
     from depthforge.inference.calibration import read_points
     from depthforge.inference.io import write_prediction
     from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
@@ -94,8 +97,8 @@ def _predict(args: argparse.Namespace) -> int:
             raise SystemExit(f"{args.onnx}: no depthforge config inside; export it with depthforge export")
         cfg, source = model.config, {"onnx": str(args.onnx)}
     else:
-        model, cfg = load_checkpoint(args.checkpoint, args.device)
-        source = {"checkpoint": str(args.checkpoint)}
+        model, cfg = load_ensemble(args.checkpoint, args.device)
+        source = {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint)}
     predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta)
     points = read_points(args.calibrate) if args.calibrate else []
     for text in args.point or []:
@@ -267,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score checkpoints or prediction folders; compare; write eval cards")
     p.add_argument("--checkpoint", nargs="+", help="one or more checkpoints")
+    p.add_argument("--ensemble", action="store_true",
+                   help="score the mean prediction of the --checkpoint models as one source")
     p.add_argument("--predictions", nargs="+", help="folders of <stem>.npy predictions in metres")
     p.add_argument("--card", help="re-run a saved eval card (JSON) and compare with its recorded numbers")
     p.add_argument("--data", help="challenge-layout data root (default: the checkpoint's own data)")
@@ -283,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_evaluate)
 
     p = sub.add_parser("predict", help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", action="append",
+                   help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction (an ensemble)")
     p.add_argument("--onnx", help="run an exported ONNX model with ONNX Runtime instead of a checkpoint")
     p.add_argument("inputs", nargs="+", help="image files, folders or video files (.mp4 .avi .mov .mkv .webm)")
     p.add_argument("--out", required=True, help="output folder")

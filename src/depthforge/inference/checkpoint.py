@@ -44,6 +44,35 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), cfg
 
 
+class Ensemble(nn.Module):
+    """The mean of several depth models' predictions (checkpoint or seed ensembling, as Marigold averages samples)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def load_ensemble(paths: list[str | Path], device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """One checkpoint: :func:`load_checkpoint`. Several: an :class:`Ensemble` and the first one's config.
+
+    Members are fed the same input, so they must share the input geometry and depth cap they were trained with.
+    """
+    loaded = [load_checkpoint(p, device) for p in paths]
+    if len(loaded) == 1:
+        return loaded[0]
+    first = loaded[0][1].data
+    for path, (_, cfg) in zip(paths[1:], loaded[1:]):
+        if (cfg.data.resize_short, cfg.data.max_depth) != (first.resize_short, first.max_depth):
+            raise CheckpointError(
+                f"{path}: trained with data.resize_short={cfg.data.resize_short}, max_depth={cfg.data.max_depth}, "
+                f"but {paths[0]} with {first.resize_short}, {first.max_depth}; ensemble only checkpoints that "
+                "share the input geometry and depth cap")
+    return Ensemble([model for model, _ in loaded]).to(device).eval(), loaded[0][1]
+
+
 def init_weights_from(model: nn.Module, path: str | Path) -> None:
     """Copy a checkpoint's model weights into ``model`` (fine-tuning); every tensor must match by name and shape."""
     path = Path(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from itertools import zip_longest
 import json
 import platform
 import time
@@ -21,8 +22,11 @@ def file_sha256(path: str | Path) -> str:
 
 def make_card(result: dict, source: dict, data: dict, command: str) -> dict:
     """Add provenance to an evaluator result: what was scored, on what data, by which command and version."""
-    if "checkpoint" in source and Path(source["checkpoint"]).is_file():
-        source = {**source, "sha256": file_sha256(source["checkpoint"])}
+    ck = source.get("checkpoint")
+    if isinstance(ck, (list, tuple)):  # an ensemble: one hash per member
+        source = {**source, "sha256": [file_sha256(p) for p in ck if Path(p).is_file()]}
+    elif ck and Path(ck).is_file():
+        source = {**source, "sha256": file_sha256(ck)}
     return {**result, "source": source, "data": data, "command": command, "depthforge": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{platform.machine()} {platform.node()}"}
 
@@ -31,9 +35,12 @@ def card_markdown(card: dict) -> str:
     """A human-readable card: metrics table, then the protocol field by field."""
     m, p = card["metrics"], card["protocol"]
     src = card["source"].get("checkpoint") or card["source"].get("predictions")
-    lines = [f"# Eval card: {Path(str(src)).name}", "",
-             f"- source: `{src}`" + (f" (sha256 `{card['source']['sha256'][:16]}…`)" if "sha256" in card["source"]
-                                     else ""),
+    members = src if isinstance(src, list) else [src]
+    sha = card["source"].get("sha256")
+    shas = sha if isinstance(sha, list) else [sha]  # an ensemble has one per member
+    title = Path(str(members[0])).name + (f" (ensemble of {len(members)})" if len(members) > 1 else "")
+    lines = [f"# Eval card: {title}", "",
+             *(f"- source: `{m}`" + (f" (sha256 `{h[:16]}…`)" if h else "") for m, h in zip_longest(members, shas)),
              f"- data: {card['data'].get('name')} `{card['data'].get('root')}` split `{card['data'].get('split')}`, "
              f"n = {card['n']}",
              f"- command: `{card['command']}`", f"- depthforge {card['depthforge']}, {card['created']}", "",

@@ -19,19 +19,28 @@ from depthforge.viz.plots import plot_density, plot_error_by_depth, save_grid
 
 
 def source_name(source: dict) -> str:
-    path = Path(source.get("checkpoint") or source["predictions"])
-    return f"{path.parent.parent.name}-{path.stem}" if "checkpoint" in source else path.name
+    if "checkpoint" not in source:
+        return Path(source["predictions"]).name
+    paths = [Path(p) for p in checkpoint_paths(source)]
+    name = f"{paths[0].parent.parent.name}-{paths[0].stem}"
+    return name if len(paths) == 1 else f"ensemble{len(paths)}-{name}"
+
+
+def checkpoint_paths(source: dict) -> list[str]:
+    """A source's checkpoint as a list: one path, or an ensemble's members."""
+    ck = source["checkpoint"]
+    return list(ck) if isinstance(ck, (list, tuple)) else [ck]
 
 
 def resolve_source(source: dict, data_root: str | None, split: str, protocol: Protocol, device: str
                    ) -> tuple[Predict, DepthDataset, DataConfig]:
     """The predictor, the raw (uncapped) evaluation dataset and the data config for one source."""
-    from depthforge.inference import load_checkpoint
+    from depthforge.inference import load_ensemble
 
     data_cfg = DataConfig()
     predict: Predict | None = None
     if "checkpoint" in source:
-        model, cfg = load_checkpoint(source["checkpoint"], device)
+        model, cfg = load_ensemble(checkpoint_paths(source), device)
         data_cfg = cfg.data
         predict = model_predictor(model, data_cfg, protocol, device)
     elif not data_root and not source.get("data_config"):
