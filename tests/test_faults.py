@@ -69,6 +69,7 @@ def test_kill9_then_resume_continues_from_last_checkpoint(tmp_path):
     saved = torch.load(last, weights_only=True)["global_step"]  # never truncated: it loads
     assert saved >= 4 and saved % 2 == 0 or saved % 20 == 0
     target = saved + 3
+    (run / "checkpoints" / ".last.ckpt.killed01.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-save leaves
     out = train(resume_config(run, [f"train.max_steps={target}"]), resume=True)
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == target
     assert not [p for p in (run / "checkpoints").iterdir() if p.suffix == ".tmp"]

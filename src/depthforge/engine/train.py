@@ -56,6 +56,10 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     out.mkdir(parents=True, exist_ok=True)
     cfg.out = str(out)
     ckpt_dir = out / "checkpoints"
+    # A writer killed mid-save (kill -9, power loss) leaves its temp file; the checkpoint it replaces is intact.
+    for stale in ckpt_dir.glob(".*.ckpt.*.tmp"):
+        log.warning("removing %s, left by a checkpoint write that was killed", stale)
+        stale.unlink(missing_ok=True)
     if not resume:
         save_config(cfg, out / "config.yaml")
 
