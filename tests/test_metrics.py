@@ -96,7 +96,7 @@ def test_separable_gaussian_blur_equals_the_2d_window():
 
 
 def test_challenge_224_scores_the_resized_centre_crop_only():
-    h, w = 18, 32  # short side 18 -> resized to 24 x 43 (short side 24 via crop24), centre 24x24 kept
+    h, w = 18, 32  # short side 18 -> resized to 24 x 42 (short side 24 via crop24), centre 24x24 kept
     gt = torch.linspace(1, 30, h * w, dtype=torch.float64).reshape(1, 1, h, w)
     pred = gt.clamp(0, 20).clone()
     pred[..., :, :3] += 7.0  # wrong only in the leftmost columns: outside the centre crop after resizing
@@ -108,11 +108,11 @@ def test_challenge_224_scores_the_resized_centre_crop_only():
     native.process(pred, gt)
     assert native.compute()["rmse"] > 1.0
 
-    # By hand: clip, bilinear resize to 24 x 43, centre crop, then the course's RMSE.
+    # By hand: clip, bilinear resize to 24 x 42, centre crop (columns 9-32), then the course's RMSE.
     pred2 = pred + torch.randn_like(pred)
     ev = Evaluator(crop)
     ev.process(pred2, gt)
-    resize = lambda t: torch.nn.functional.interpolate(t, size=(24, 43), mode="bilinear")[..., 9:33]  # noqa: E731
+    resize = lambda t: torch.nn.functional.interpolate(t, size=(24, 42), mode="bilinear")[..., 9:33]  # noqa: E731
     expected = (resize(pred2) - resize(gt.clamp(0, 20))).pow(2).mean().sqrt().item()
     assert ev.compute()["rmse"] == pytest.approx(expected, rel=1e-9)
     assert get_protocol("challenge-224").crop_size == 224

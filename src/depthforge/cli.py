@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", help="re-run a saved eval card (JSON) and compare with its recorded numbers")
     p.add_argument("--data", help="challenge-layout data root (default: the checkpoint's own data)")
     p.add_argument("--split", default="val")
-    p.add_argument("--protocol", default="challenge", help="challenge | challenge-224 | standard | nyu-eigen | kitti-garg | relative")
+    p.add_argument("--protocol", default="challenge",
+                   help="challenge | challenge-224 | standard | nyu-eigen | kitti-garg | relative")
     p.add_argument("--max-depth", type=float, help="override the protocol's depth cap (metres)")
     p.add_argument("--crop", help="none | eigen | garg | top,bottom,left,right (fractions or pixels)")
     p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")
@@ -289,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
     p.add_argument("--checkpoint", action="append",
-                   help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction (an ensemble)")
+                   help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
+                        "(an ensemble)")
     p.add_argument("--onnx", help="run an exported ONNX model with ONNX Runtime instead of a checkpoint")
     p.add_argument("inputs", nargs="+", help="image files, folders or video files (.mp4 .avi .mov .mkv .webm)")
     p.add_argument("--out", required=True, help="output folder")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from itertools import zip_longest
 import json
 import platform
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 from depthforge import __version__

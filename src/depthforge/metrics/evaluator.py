@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 from depthforge.metrics import functional as M
 from depthforge.metrics.alignment import align, crop_mask
@@ -22,15 +22,13 @@ METRICS = ("rmse", "mae", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "de
 
 def resize_centre_crop(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, size: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Resize (bilinear; the mask nearest) to a short side of ``size``, then crop the centre ``size x size``."""
-    h, w = gt.shape[-2:]
-    scale = size / min(h, w)
-    new = (max(size, round(h * scale)), max(size, round(w * scale)))
-    top, left = (new[0] - size) // 2, (new[1] - size) // 2
-    box = (..., slice(top, top + size), slice(left, left + size))
-    pred, gt = (F.interpolate(t, size=new, mode="bilinear", align_corners=False)[box] for t in (pred, gt))
-    valid = F.interpolate(valid.float(), size=new, mode="nearest")[box] > 0.5
-    return pred, gt, valid
+    """Short side to ``size``, then the centre ``size x size`` (torchvision's Resize + CenterCrop, as the baseline's
+    data pipeline); prediction and target bilinear, the mask nearest."""
+    def geometry(t: torch.Tensor, mode: TF.InterpolationMode) -> torch.Tensor:
+        return TF.center_crop(TF.resize(t, [size], interpolation=mode), [size, size])
+
+    bilinear, nearest = TF.InterpolationMode.BILINEAR, TF.InterpolationMode.NEAREST
+    return geometry(pred, bilinear), geometry(gt, bilinear), geometry(valid.float(), nearest) > 0.5
 
 
 def _nanmean(values: list[float]) -> float:
