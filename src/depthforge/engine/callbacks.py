@@ -18,11 +18,23 @@ from PIL import Image
 from depthforge.viz import comparison_row
 
 
+_TMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files :func:`atomic_torch_save` leaves when its process is killed mid-write (kill -9, power
+    loss); the file they were replacing is intact. Call it only when no writer is active in ``folder``."""
+    stale = sorted(Path(folder).glob(f".*{_TMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename: never a truncated file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)

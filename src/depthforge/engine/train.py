@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from depthforge.config import Config, ConfigError, load_config, save_config
 from depthforge.data import build_dataset, build_loader
 from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, FaultCheckpoint,
-                                         PeriodicCheckpoint, PreviewCallback, ema_with_warmup)
+                                         PeriodicCheckpoint, PreviewCallback, ema_with_warmup, remove_stale_temps)
 from depthforge.engine.loggers import AppendingCSVLogger
 from depthforge.engine.module import DepthModule
 from depthforge.inference.checkpoint import init_weights_from
@@ -56,10 +56,8 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     out.mkdir(parents=True, exist_ok=True)
     cfg.out = str(out)
     ckpt_dir = out / "checkpoints"
-    # A writer killed mid-save (kill -9, power loss) leaves its temp file; the checkpoint it replaces is intact.
-    for stale in ckpt_dir.glob(".*.ckpt.*.tmp"):
-        log.warning("removing %s, left by a checkpoint write that was killed", stale)
-        stale.unlink(missing_ok=True)
+    for stale in remove_stale_temps(ckpt_dir):
+        log.warning("removed %s, left by a checkpoint write that was killed", stale)
     if not resume:
         save_config(cfg, out / "config.yaml")
 

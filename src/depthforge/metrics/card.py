@@ -20,13 +20,17 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def checkpoint_paths(source: dict) -> list[str]:
+    """A source's checkpoint as a list: one path, or an ensemble's members."""
+    ck = source["checkpoint"]
+    return list(ck) if isinstance(ck, (list, tuple)) else [ck]
+
+
 def make_card(result: dict, source: dict, data: dict, command: str) -> dict:
     """Add provenance to an evaluator result: what was scored, on what data, by which command and version."""
-    ck = source.get("checkpoint")
-    if isinstance(ck, (list, tuple)):  # an ensemble: one hash per member
-        source = {**source, "sha256": [file_sha256(p) for p in ck if Path(p).is_file()]}
-    elif ck and Path(ck).is_file():
-        source = {**source, "sha256": file_sha256(ck)}
+    if "checkpoint" in source:
+        hashes = [file_sha256(p) if Path(p).is_file() else None for p in checkpoint_paths(source)]
+        source = {**source, "sha256": hashes if isinstance(source["checkpoint"], (list, tuple)) else hashes[0]}
     return {**result, "source": source, "data": data, "command": command, "depthforge": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{platform.machine()} {platform.node()}"}
 

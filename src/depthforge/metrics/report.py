@@ -11,7 +11,7 @@ import torch
 
 from depthforge.config import DataConfig, load_config
 from depthforge.data import DepthDataset, build_dataset
-from depthforge.metrics.card import make_card
+from depthforge.metrics.card import checkpoint_paths, make_card
 from depthforge.metrics.evaluator import METRICS, Evaluator
 from depthforge.metrics.protocols import Protocol
 from depthforge.metrics.runner import Predict, folder_predictor, model_predictor, run_evaluation
@@ -25,11 +25,6 @@ def source_name(source: dict) -> str:
     name = f"{paths[0].parent.parent.name}-{paths[0].stem}"
     return name if len(paths) == 1 else f"ensemble{len(paths)}-{name}"
 
-
-def checkpoint_paths(source: dict) -> list[str]:
-    """A source's checkpoint as a list: one path, or an ensemble's members."""
-    ck = source["checkpoint"]
-    return list(ck) if isinstance(ck, (list, tuple)) else [ck]
 
 
 def resolve_source(source: dict, data_root: str | None, split: str, protocol: Protocol, device: str
