@@ -26,7 +26,6 @@ def source_name(source: dict) -> str:
     return name if len(paths) == 1 else f"ensemble{len(paths)}-{name}"
 
 
-
 def resolve_source(source: dict, data_root: str | None, split: str, protocol: Protocol, device: str
                    ) -> tuple[Predict, DepthDataset, DataConfig]:
     """The predictor, the raw (uncapped) evaluation dataset and the data config for one source."""
