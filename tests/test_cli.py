@@ -58,6 +58,14 @@ def test_predict_then_score_predictions(run, tmp_path):
     depth = np.load(pred_dir / "1.npy")
     assert depth.shape == (40, 60) and depth.dtype == np.float32 and (pred_dir / "1_color.png").is_file()
     assert json.loads((pred_dir / "1.npy.json").read_text())["units"] == "metres"
+    ms_dir = tmp_path / "pred_ms"
+    image = str(root / "rgb" / "val" / "1.jpeg")
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), image, "--out", str(ms_dir),
+                 "--tta-scales", "0.5,1"]) == 0
+    multi = Predictor(model, cfg.data, scales=(0.5, 1.0)).predict_file(image)
+    np.testing.assert_allclose(np.load(ms_dir / "1.npy"), multi, atol=1e-5)
+    assert not np.allclose(multi, alone, atol=1e-4)  # the half-size pass changes the answer
+    assert json.loads((ms_dir / "1.npy.json").read_text())["tta_scales"] == [0.5, 1.0]
     # Scoring saved predictions equals scoring the checkpoint directly.
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert main(["evaluate", "--predictions", str(pred_dir), "--data", str(root), "--json", str(a)]) == 0
@@ -79,10 +87,13 @@ def test_eval_card_round_trip_and_report(run, tmp_path, capsys):
     card = tmp_path / "card.json"
     report = tmp_path / "report"
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--flip-tta", "--json", str(card),
-                 "--report", str(report), "--worst", "2"]) == 0
+    with pytest.raises(SystemExit, match="--tta-scales '1,-2'.*e.g. 0.83,1,1.17"):
+        main(["evaluate", "--checkpoint", ckpt, "--tta-scales", "1,-2"])
+    assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--flip-tta", "--tta-scales", "0.75,1",
+                 "--json", str(card), "--report", str(report), "--worst", "2"]) == 0
     saved = json.loads(card.read_text())
     assert saved["protocol"]["flip_tta"] is True and len(saved["source"]["sha256"]) == 64
+    assert saved["protocol"]["tta_scales"] == [0.75, 1.0]
     assert card.with_suffix(".md").read_text().startswith("# Eval card")
     folder = next(report.iterdir())
     names = {p.name for p in folder.iterdir()}

@@ -114,6 +114,26 @@ def test_protocol_round_trips_through_dict():
         Protocol.from_dict({"nmae": "x"})
 
 
+def test_multi_scale_tta_averages_passes_at_each_input_scale():
+    from depthforge.config import DataConfig
+    from depthforge.inference import predict_native
+
+    class WidthMeter(torch.nn.Module):  # "depth" = the width the network was run at, everywhere
+        def forward(self, x):
+            return torch.full((x.shape[0], 1, *x.shape[-2:]), float(x.shape[-1]))
+
+    x = torch.rand(2, 3, 16, 40)
+    out = predict_native(WidthMeter(), x, DataConfig(), scales=(0.5, 1.0, 1.5))
+    assert out.shape == (2, 1, 16, 40) and torch.allclose(out, torch.full_like(out, (20 + 40 + 60) / 3))
+    assert torch.allclose(predict_native(WidthMeter(), x, DataConfig(), flip=True, scales=(0.5,)), out * 0 + 20)
+    with pytest.raises(ValueError, match="positive"):
+        predict_native(WidthMeter(), x, DataConfig(), scales=(1.0, 0.0))
+    p = get_protocol("challenge", tta_scales=(0.83, 1.0, 1.17))
+    assert Protocol.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    with pytest.raises(ValueError, match="tta_scales"):
+        get_protocol("challenge", tta_scales=())
+
+
 def test_flip_tta_averages_with_mirrored_prediction():
     from depthforge.config import DataConfig
     from depthforge.inference import predict_native

@@ -108,6 +108,25 @@ def test_input_scale_runs_the_network_on_an_enlarged_copy():
         create_model("unet_efficientnet_lite0", input_scale=0)
 
 
+def test_scale_jitter_varies_the_training_scale_only():
+    torch.manual_seed(0)
+    model = create_model("unet_efficientnet_lite0", widths=(64, 32, 16), input_scale=1.5, scale_jitter=0.2)
+    widths = []
+    hook = model.encoder.register_forward_pre_hook(lambda _, args: widths.append(args[0].shape[-1]))
+    x = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        outs = [model(x) for _ in range(8)]  # training mode: a scale in 1.5 * [0.8, 1.2] per call
+        model.eval()
+        model(x), model(x)
+    hook.remove()
+    train_widths, eval_widths = widths[:8], widths[8:]
+    assert all(o.shape == (1, 1, 64, 128) for o in outs)
+    assert len(set(train_widths)) > 1 and all(160 <= w <= 256 for w in train_widths)  # 128 * [1.2, 1.8], padded
+    assert eval_widths == [192, 192]  # exactly input_scale: 128 * 1.5
+    with pytest.raises(ValueError, match="scale_jitter"):
+        create_model("unet_efficientnet_lite0", scale_jitter=1.0)
+
+
 def test_unet_image_skip_feeds_the_image_to_the_stride_one_stage():
     torch.manual_seed(0)
     model = create_model("unet_efficientnet_lite0", widths=(64, 32, 16, 16, 16), image_skip=True).eval()

@@ -13,6 +13,19 @@ from tqdm import tqdm
 from depthforge import __version__
 
 
+TTA_SCALES_HELP = ("multi-scale test-time augmentation: comma-separated input resize factors relative to the "
+                   "training geometry whose predictions are averaged, e.g. 0.83,1,1.17")
+
+
+def _scales(args: argparse.Namespace) -> tuple[float, ...] | None:
+    from depthforge.inference.predictor import parse_scales
+
+    try:
+        return parse_scales(args.tta_scales)
+    except ValueError as err:
+        raise SystemExit(f"{args.command}: {err}") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -68,7 +81,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if crop and "," in crop:
         crop = [float(v) for v in crop.split(",")]
     protocol = get_protocol(args.protocol, args.max_depth, crop=crop, alignment=args.alignment,
-                            flip_tta=True if args.flip_tta else None)
+                            flip_tta=True if args.flip_tta else None, tta_scales=_scales(args))
     cards = evaluate_sources(sources, protocol, args.data, args.split, args.device, args.report, args.worst, command)
     print(comparison_table(cards))
     if args.json:
@@ -99,7 +112,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         model, cfg = load_ensemble(args.checkpoint, args.device)
         source = {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint)}
-    predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta)
+    predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta, scales=_scales(args) or (1.0,))
     points = read_points(args.calibrate) if args.calibrate else []
     for text in args.point or []:
         x, y, m = text.split(",")
@@ -152,8 +165,8 @@ def _write_one(args, cfg, source, points, path, rgb, depth) -> None:
 
     h, w = depth.shape
     meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
-            "flip_tta": args.flip_tta, "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile
-            else None}
+            "flip_tta": args.flip_tta, "tta_scales": list(_scales(args) or (1.0,)),
+            "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile else None}
     if points:
         cal = calibrate(depth, points, shift=args.shift)
         depth = cal.apply(depth).astype(np.float32)
@@ -282,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", help="none | eigen | garg | top,bottom,left,right (fractions or pixels)")
     p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
     p.add_argument("--json", help="write the eval card here (JSON, plus Markdown beside it)")
     p.add_argument("--report", help="folder for per-image CSV, worst-N grid, error-by-depth and density plots")
     p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")
@@ -300,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmap", default="magma")
     p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
     p.add_argument("--tile", help="tiled inference for large images: window HxW in pixels, e.g. 720x1280")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")

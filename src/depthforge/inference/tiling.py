@@ -40,8 +40,8 @@ def _blend_weight(h: int, w: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_tiled(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, window: tuple[int, int],
-                  overlap: float = 0.25, coarse_side: int = 512, harmonise: bool = True, flip: bool = False
-                  ) -> torch.Tensor:
+                  overlap: float = 0.25, coarse_side: int = 512, harmonise: bool = True, flip: bool = False,
+                  scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """Depth (H, W) for an RGB image (3, H, W) in [0, 1] of any size.
 
     Args:
@@ -49,12 +49,13 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, w
         overlap: fraction of a window shared with its neighbour.
         coarse_side: longer side of the coarse pass.
         harmonise: fit each window's scale and shift to the coarse pass.
+        flip, scales: test-time augmentation of every pass (see ``predict_native``).
     """
     _, h, w = image.shape
     scale = coarse_side / max(h, w)
     small = F.interpolate(image[None], size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear",
                           align_corners=False, antialias=True)
-    coarse = F.interpolate(predict_native(model, small, data_cfg, flip), size=(h, w), mode="bilinear",
+    coarse = F.interpolate(predict_native(model, small, data_cfg, flip, scales), size=(h, w), mode="bilinear",
                            align_corners=False)[0, 0]
     acc = torch.zeros(h, w)
     weight = torch.zeros(h, w)
@@ -63,7 +64,7 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, w
     for y in _starts(h, wh, overlap):
         for x in _starts(w, ww, overlap):
             tile = image[:, y:y + wh, x:x + ww][None]
-            pred = predict_native(model, tile, data_cfg, flip)[0, 0].float().cpu()
+            pred = predict_native(model, tile, data_cfg, flip, scales)[0, 0].float().cpu()
             if harmonise:
                 ref = coarse[y:y + wh, x:x + ww]
                 everywhere = torch.ones(1, 1, wh, ww, dtype=torch.bool)

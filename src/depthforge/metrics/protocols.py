@@ -28,6 +28,8 @@ class Protocol:
         ssim_range: ``None`` for the course's unscaled SSIM, else the data range ``L`` (``C = (K * L)**2``).
         ssim_padding: ``zeros`` (the course, map at input size) or ``valid`` (scikit-image / torchmetrics).
         flip_tta: average the prediction with the flipped image's (flipped back).
+        tta_scales: multi-scale test-time augmentation, input resize factors relative to the model's training
+            geometry whose predictions are averaged; ``(1.0,)`` = none.
         resolution: ``native``: predictions are resized to the ground truth, never the reverse; ``cropN`` (e.g.
             ``crop224``): then both are resized (bilinear) to a short side of N and centre-cropped to NxN, the
             baseline report's scoring geometry (not a fair comparison: it drops the image sides and smooths edges).
@@ -47,6 +49,7 @@ class Protocol:
     ssim_range: float | None = 20.0
     ssim_padding: str = "valid"
     flip_tta: bool = False
+    tta_scales: tuple[float, ...] = (1.0,)
     resolution: str = "native"
     edge_ratio: float = 1.15
     source: str = ""
@@ -54,6 +57,8 @@ class Protocol:
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"protocol alignment '{self.alignment}' unknown; use one of {ALIGNMENTS}")
+        if not self.tta_scales or not all(s > 0 for s in self.tta_scales):
+            raise ValueError(f"protocol tta_scales {self.tta_scales}: give one or more positive factors")
         if self.resolution != "native" and not re.fullmatch(r"crop[1-9]\d*", self.resolution):
             raise ValueError(f"protocol resolution '{self.resolution}' unknown; use 'native' or 'cropN' (e.g. "
                              "crop224: short side resized to N, centre NxN crop)")
@@ -66,6 +71,7 @@ class Protocol:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["crop"] = list(self.crop) if isinstance(self.crop, (list, tuple)) else self.crop
+        d["tta_scales"] = list(self.tta_scales)
         return d
 
     @classmethod
@@ -75,8 +81,9 @@ class Protocol:
         if unknown:
             raise ValueError(f"protocol: unknown field(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
-        if isinstance(values.get("crop"), list):
-            values["crop"] = tuple(values["crop"])
+        for key in ("crop", "tta_scales"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         return cls(**values)
 
 

@@ -21,17 +21,18 @@ Predict = Callable[[dict], torch.Tensor]
 
 def model_predictor(model: nn.Module, data_cfg: DataConfig, protocol: Protocol, device: str | torch.device = "cpu"
                     ) -> Predict:
-    """Batch -> native-resolution prediction for a model (with the protocol's flip TTA)."""
+    """Batch -> native-resolution prediction for a model (with the protocol's flip and multi-scale TTA)."""
     model = model.to(device).eval()
 
     @torch.inference_mode()
     def predict(batch: dict) -> torch.Tensor:
         image = batch["image"].to(device)
         if "size" not in batch["meta"]:
-            return predict_native(model, image, data_cfg, protocol.flip_tta).cpu()
+            return predict_native(model, image, data_cfg, protocol.flip_tta, protocol.tta_scales).cpu()
         out = torch.zeros(image.shape[0], 1, *image.shape[-2:])
         for i, (h, w) in enumerate(batch["meta"]["size"]):  # each image alone, at its own size
-            out[i, :, :h, :w] = predict_native(model, image[i:i + 1, :, :h, :w], data_cfg, protocol.flip_tta).cpu()
+            one = image[i:i + 1, :, :h, :w]
+            out[i, :, :h, :w] = predict_native(model, one, data_cfg, protocol.flip_tta, protocol.tta_scales).cpu()
         return out
 
     return predict

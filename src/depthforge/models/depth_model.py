@@ -22,14 +22,23 @@ class DepthModel(nn.Module):
     ``input_scale`` > 1 runs the network on a bilinearly enlarged copy of the input and resizes the depth back:
     small images (144x256) then meet the object sizes ImageNet features were trained on, while data, loss and
     metrics stay at the native size (nothing in the data pipeline changes, no depth map is resampled).
+
+    ``scale_jitter`` = j > 0 draws the scale of each training batch uniformly from ``input_scale * [1 - j, 1 + j]``
+    (a resolution augmentation: the field of view, hence the metric depth, is unchanged, unlike a zoom); evaluation
+    and export always use ``input_scale``. It trains the network for multi-scale test-time augmentation
+    (:func:`~depthforge.inference.predictor.predict_native` ``scales``).
     """
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module, head: nn.Module, input_scale: float = 1.0):
+    def __init__(self, encoder: Encoder, decoder: nn.Module, head: nn.Module, input_scale: float = 1.0,
+                 scale_jitter: float = 0.0):
         super().__init__()
         if not input_scale > 0:
             raise ValueError(f"input_scale must be > 0, got {input_scale}")
+        if not 0 <= scale_jitter < 1:
+            raise ValueError(f"scale_jitter must be in [0, 1), got {scale_jitter}")
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.input_scale = float(input_scale)
+        self.scale_jitter = float(scale_jitter)
         pre = encoder.preprocess
         self.multiple = pre.multiple
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1), persistent=False)
@@ -47,10 +56,12 @@ class DepthModel(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_scale != 1.0:
+        scale = self.input_scale
+        if self.training and self.scale_jitter:
+            scale *= 1 + self.scale_jitter * (2 * torch.rand(()).item() - 1)
+        if scale != 1.0:
             size = x.shape[-2:]
-            x = F.interpolate(x, scale_factor=self.input_scale, mode="bilinear", align_corners=False,
-                              antialias=self.input_scale < 1)
+            x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1)
             return F.interpolate(self._forward_any(x), size=size, mode="bilinear", align_corners=False)
         return self._forward_any(x)
 

@@ -2,7 +2,7 @@
 
 Every builder takes ``pretrained``, ``head`` (see :func:`~depthforge.models.heads.build_head`), ``max_depth``,
 ``frozen_stages`` (freeze the first N encoder stages; -1 = all) and ``frozen_bn_eval`` (keep BatchNorm of frozen
-stages in eval mode); encoder-decoder models also take ``input_scale`` (see
+stages in eval mode); encoder-decoder models also take ``input_scale`` and ``scale_jitter`` (see
 :class:`~depthforge.models.depth_model.DepthModel`).
 """
 
@@ -18,11 +18,12 @@ _DECODERS = {"unet": UNetDecoder, "fusion": FusionDecoder, "dpt": DPTDecoder}
 
 
 def _compose(encoder: Encoder, decoder: str, head: str, max_depth: float, frozen_stages: int,
-             frozen_bn_eval: bool, input_scale: float = 1.0, **decoder_kwargs) -> DepthModel:
+             frozen_bn_eval: bool, input_scale: float = 1.0, scale_jitter: float = 0.0, **decoder_kwargs
+             ) -> DepthModel:
     encoder.frozen_bn_eval = frozen_bn_eval
     encoder.freeze(frozen_stages)
     dec = _DECODERS[decoder](encoder.out_channels, encoder.strides, **decoder_kwargs)
-    return DepthModel(encoder, dec, build_head(head, dec.out_channels, max_depth), input_scale)
+    return DepthModel(encoder, dec, build_head(head, dec.out_channels, max_depth), input_scale, scale_jitter)
 
 
 @register_model
