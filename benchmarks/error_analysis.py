@@ -6,7 +6,9 @@
 Targets are clipped to [0, 20] m and predictions scored as they are (the `challenge` protocol's pixel values); the
 error is pooled over all val pixels (not per batch), so its RMSE differs slightly from the protocol's per-batch
 mean. A pixel is "within r px of a depth edge" when the ground truth in its (2r+1)x(2r+1) neighbourhood spans more
-than 3 m. Prints a table per checkpoint and writes benchmarks/results/error-analysis-<run>.json.
+than 3 m. Also: the far-field pixels predicted nearer than 15 m, and the RMSE if every prediction above 19.5 m
+were set to the 20 m cap (what a head that saturates exactly at the cap could at best gain). Prints a table per
+checkpoint and writes benchmarks/results/error-analysis-<run>.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from depthforge.metrics.report import resolve_source
 EDGE_JUMP_M = 3.0
 RADII = (1, 2, 4)
 DEPTH_RANGES = ((0, 5), (5, 10), (10, 15), (15, 20), (20, 20))  # (20, 20): the clipped far field / sky
+MISTAKEN_NEAR_M = 15.0  # far-field pixels predicted nearer than this: the far field taken for an object
+SNAP_ABOVE_M = 19.5  # a censored/saturating head's best case: predictions above this set to the cap
 
 
 def near_edge(gt: torch.Tensor, radius: int) -> torch.Tensor:
@@ -45,18 +49,23 @@ def in_range(gt: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 def analyse(checkpoint: str, data: str, flip: bool) -> dict:
     protocol = dataclasses.replace(get_protocol("challenge"), flip_tta=flip)
     predict, dataset, _ = resolve_source({"checkpoint": checkpoint}, data, "val", protocol, "cpu")
-    groups = {f"within {r} px of a depth edge": (lambda g, r=r: near_edge(g, r)) for r in RADII}
+    groups = {f"within {r} px of a depth edge": (lambda g, p, r=r: near_edge(g, r)) for r in RADII}
     groups |= {(f"gt = {lo:g} m (clipped far field)" if lo == hi else f"gt in [{lo:g}, {hi:g}) m"):
-               (lambda g, lo=lo, hi=hi: in_range(g, lo, hi)) for lo, hi in DEPTH_RANGES}
+               (lambda g, p, lo=lo, hi=hi: in_range(g, lo, hi)) for lo, hi in DEPTH_RANGES}
+    groups[f"gt = 20 m, predicted < {MISTAKEN_NEAR_M:g} m"] = \
+        lambda g, p: (g >= protocol.max_depth) & (p < MISTAKEN_NEAR_M)
     sums = {name: [0.0, 0] for name in groups}
-    total_sq, total_n = 0.0, 0
+    total_sq, total_n, snapped_sq = 0.0, 0, 0.0
     for batch in build_loader(dataset, protocol.batch_size, shuffle=False):
         gt = batch["depth"].double().clamp(0, protocol.max_depth)
-        sq = (predict(batch).double() - gt) ** 2
+        pred = predict(batch).double()
+        sq = (pred - gt) ** 2
         total_sq += sq.sum().item()
         total_n += sq.numel()
+        snapped = torch.where(pred > SNAP_ABOVE_M, torch.full_like(pred, protocol.max_depth), pred)
+        snapped_sq += ((snapped - gt) ** 2).sum().item()
         for name, select in groups.items():
-            m = select(gt)
+            m = select(gt, pred)
             sums[name][0] += sq[m].sum().item()
             sums[name][1] += int(m.sum())
     rows = []
@@ -65,7 +74,8 @@ def analyse(checkpoint: str, data: str, flip: bool) -> dict:
                      "rmse_inside": (s / max(n, 1)) ** 0.5,
                      "pooled_rmse_if_zero_there": ((total_sq - s) / total_n) ** 0.5})
     return {"checkpoint": checkpoint, "flip_tta": flip, "pooled_rmse": (total_sq / total_n) ** 0.5,
-            "edge_jump_m": EDGE_JUMP_M, "rows": rows}
+            "edge_jump_m": EDGE_JUMP_M, "rows": rows,
+            f"pooled_rmse_if_pred_above_{SNAP_ABOVE_M:g}_set_to_cap": (snapped_sq / total_n) ** 0.5}
 
 
 def main() -> None:
@@ -88,6 +98,8 @@ def main() -> None:
         for r in result["rows"]:
             print(f"| {r['pixels']} | {r['pixel_share']:.1%} | {r['sq_error_share']:.1%} | {r['rmse_inside']:.2f} | "
                   f"{r['pooled_rmse_if_zero_there']:.3f} |")
+        snap = result[f"pooled_rmse_if_pred_above_{SNAP_ABOVE_M:g}_set_to_cap"]
+        print(f"pooled RMSE with predictions above {SNAP_ABOVE_M:g} m set to the cap: {snap:.3f} m")
 
 
 if __name__ == "__main__":
