@@ -145,6 +145,11 @@ def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys)
     out3 = tmp_path / "o"
     assert main(["predict", "--onnx", str(onnx_path), str(img), "--out", str(out3)]) == 0
     np.testing.assert_allclose(np.load(out3 / "5.npy"), d_npy, atol=1e-4)
+    for backend, name in ((["--onnx", str(onnx_path)], "o_ms"), (["--checkpoint", ckpt], "c_ms")):  # any input size
+        assert main(["predict", *backend, str(img), "--out", str(tmp_path / name), "--tta-scales", "0.75,1"]) == 0
+    ms_onnx, ms_eager = np.load(tmp_path / "o_ms" / "5.npy"), np.load(tmp_path / "c_ms" / "5.npy")
+    np.testing.assert_allclose(ms_onnx, ms_eager, atol=1e-4)
+    assert not np.allclose(ms_eager, d_npy, atol=1e-3)
 
 
 def test_video_in_gives_every_frame_out(run, tmp_path):
