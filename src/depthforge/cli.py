@@ -135,7 +135,7 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             depths = predictor.batch(rgbs)
         for path, rgb, depth in zip(group, rgbs, depths):
-            _write_one(args, cfg, source, points, path, rgb, depth)
+            _write_one(args, cfg, source, points, path, rgb, depth, predictor.scales)
     return 0
 
 
@@ -156,7 +156,7 @@ def _same_size_batches(paths: list[Path], size: int) -> list[list[Path]]:
     return batches
 
 
-def _write_one(args, cfg, source, points, path, rgb, depth) -> None:
+def _write_one(args, cfg, source, points, path, rgb, depth, scales) -> None:
     import numpy as np
 
     from depthforge.inference.calibration import calibrate
@@ -165,7 +165,7 @@ def _write_one(args, cfg, source, points, path, rgb, depth) -> None:
 
     h, w = depth.shape
     meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
-            "flip_tta": args.flip_tta, "tta_scales": list(_scales(args) or (1.0,)),
+            "flip_tta": args.flip_tta, "tta_scales": list(scales),
             "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile else None}
     if points:
         cal = calibrate(depth, points, shift=args.shift)

@@ -13,6 +13,7 @@ from depthforge.config import DataConfig
 from depthforge.data.base import read_rgb
 from depthforge.data.pairs import IMAGE_SUFFIXES
 from depthforge.data.transforms import model_input, to_size
+from depthforge.metrics.protocols import check_scales
 
 
 
@@ -39,14 +40,6 @@ def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, 
         pred = to_size(pred, tuple(x.shape[-2:]))
         total = pred if total is None else total + pred
     return to_size(total / len(scales), tuple(image.shape[-2:]))
-
-
-def check_scales(scales) -> tuple[float, ...]:
-    """Multi-scale TTA factors as a tuple of positive floats; anything else is a clear error."""
-    values = tuple(float(s) for s in scales)
-    if not values or not all(s > 0 for s in values):
-        raise ValueError(f"TTA scales must be one or more positive factors (e.g. 0.83,1,1.17), got {scales}")
-    return values
 
 
 def parse_scales(text: str | None) -> tuple[float, ...] | None:

@@ -13,6 +13,14 @@ from depthforge.metrics.alignment import ALIGNMENTS
 from depthforge.metrics.functional import MIN_DEPTH
 
 
+def check_scales(scales) -> tuple[float, ...]:
+    """Multi-scale TTA factors as a tuple of positive floats; anything else is a clear error."""
+    values = tuple(float(s) for s in scales)
+    if not values or not all(s > 0 for s in values):
+        raise ValueError(f"TTA scales must be one or more positive factors (e.g. 0.83,1,1.17), got {scales}")
+    return values
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How predictions are scored.
@@ -57,8 +65,10 @@ class Protocol:
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"protocol alignment '{self.alignment}' unknown; use one of {ALIGNMENTS}")
-        if not self.tta_scales or not all(s > 0 for s in self.tta_scales):
-            raise ValueError(f"protocol tta_scales {self.tta_scales}: give one or more positive factors")
+        try:  # normalised to a tuple of floats (a JSON list from an eval card included)
+            object.__setattr__(self, "tta_scales", check_scales(self.tta_scales))
+        except ValueError as err:
+            raise ValueError(f"protocol tta_scales: {err}") from None
         if self.resolution != "native" and not re.fullmatch(r"crop[1-9]\d*", self.resolution):
             raise ValueError(f"protocol resolution '{self.resolution}' unknown; use 'native' or 'cropN' (e.g. "
                              "crop224: short side resized to N, centre NxN crop)")
@@ -81,9 +91,8 @@ class Protocol:
         if unknown:
             raise ValueError(f"protocol: unknown field(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
-        for key in ("crop", "tta_scales"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
+        if isinstance(values.get("crop"), list):
+            values["crop"] = tuple(values["crop"])
         return cls(**values)
 
 
