@@ -6,6 +6,7 @@ import torch
 from depthforge.engine.optim import build_optimizer
 from depthforge.config import OptimConfig
 from depthforge.models import create_model, list_models
+from depthforge.models.decoders import UNetDecoder
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -87,6 +88,35 @@ def test_unet_decoder_can_stop_at_stride_two():
     assert sum(p.numel() for p in short.decoder.parameters()) < sum(p.numel() for p in full.decoder.parameters())
     with pytest.raises(ValueError, match="1 to 5 widths"):
         create_model("unet_efficientnet_lite0", widths=(64,) * 6)
+
+
+def test_unet_merges_levels_that_share_a_stride():
+    # A dilated encoder (timm output_stride=16): the deepest two levels are both at stride 16.
+    decoder = UNetDecoder([4, 8, 16], [4, 8, 8], widths=(12, 10, 6, 5))
+    assert decoder.skip_index == [1, 0, -1, -1] and decoder.final_stride == 1
+    assert decoder.blocks[0][0][0].in_channels == 16 + 8  # deepest + its same-stride neighbour, no upsampling
+    out = decoder([torch.rand(1, 4, 16, 24), torch.rand(1, 8, 8, 12), torch.rand(1, 16, 8, 12)])
+    assert out.shape == (1, 5, 64, 96)
+    with pytest.raises(ValueError, match="1 to 4 widths"):
+        UNetDecoder([4, 8, 16], [4, 8, 8], widths=(8,) * 5)
+
+
+def test_dilated_encoder_keeps_the_weights_of_its_undilated_original():
+    torch.manual_seed(0)
+    plain = create_model("unet_efficientnet_lite0", widths=(64, 32, 16, 16, 16)).eval()
+    dilated = create_model("unet_efficientnet_lite0", widths=(64, 32, 16, 16, 16),
+                           encoder_kwargs={"output_stride": 16}).eval()
+    assert plain.encoder.strides[-1] == 32 and dilated.encoder.strides[-2:] == [16, 16]
+    dilated.load_state_dict(plain.state_dict())  # same names and shapes: model.init_from works across the two
+    deepest = []
+    hook = dilated.encoder.register_forward_hook(lambda _, __, out: deepest.append(tuple(out[-1].shape[-2:])))
+    x = torch.rand(1, 3, 150, 250)
+    with torch.no_grad():
+        y, y_plain = dilated(x), plain(x)
+    hook.remove()
+    assert deepest == [(10, 16)]  # 160x256 padded input at stride 16, not 5x8
+    assert y.shape == (1, 1, 150, 250) and torch.isfinite(y).all()
+    assert not torch.allclose(y, y_plain)  # the dilation changes what the same weights compute
 
 
 def test_input_scale_runs_the_network_on_an_enlarged_copy():
