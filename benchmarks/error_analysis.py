@@ -84,9 +84,9 @@ def analyse(checkpoint: str, data: str, flip: bool) -> dict:
     return {"checkpoint": checkpoint, "flip_tta": flip, "pooled_rmse": (total_sq / total_n) ** 0.5,
             "edge_jump_m": EDGE_JUMP_M, "rows": rows,
             f"pooled_rmse_if_pred_above_{SNAP_ABOVE_M:g}_set_to_cap": (snapped_sq / total_n) ** 0.5,
-            "challenge": {k: as_is.compute()[k] for k in ("rmse", "ssim")},
-            f"challenge_if_pred_above_{SNAP_ABOVE_M:g}_set_to_cap":
-                {k: snapped_scores.compute()[k] for k in ("rmse", "ssim")}}
+            **{key: {k: metrics[k] for k in ("rmse", "ssim")} for key, metrics in
+               (("challenge", as_is.compute()),
+                (f"challenge_if_pred_above_{SNAP_ABOVE_M:g}_set_to_cap", snapped_scores.compute()))}}
 
 
 def main() -> None:
