@@ -27,3 +27,12 @@ def test_torch_export_parity(tmp_path):
     model = create_model("unet_resnet18").eval()
     program = torch.export.load(str(export_torch(model, tmp_path / "m.pt2"))).module()
     assert check_parity(model, program, sizes=((160, 256), (96, 128)), tol=1e-5) < 1e-5
+
+
+def test_onnx_parity_with_global_context(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("unet_efficientnet_lite0", widths=(64, 32, 16), context_layers=1, context_dim=64,
+                         context_heads=4).eval()
+    torch.nn.init.normal_(model.decoder.context.proj_out.weight, std=0.1)  # not the identity it starts as
+    path = export_onnx(model, tmp_path / "ctx.onnx")
+    assert check_parity(model, OnnxModel(path), tol=1e-4) < 1e-4  # attention over a variable number of cells

@@ -7,6 +7,7 @@ from depthforge.engine.optim import build_optimizer
 from depthforge.config import OptimConfig
 from depthforge.models import create_model, list_models
 from depthforge.models.decoders import UNetDecoder
+from depthforge.models.decoders.blocks import GlobalContext
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -178,3 +179,34 @@ def test_unet_image_skip_feeds_the_image_to_the_stride_one_stage():
 def test_image_skip_needs_a_decoder_down_to_stride_one():
     with pytest.raises(ValueError, match="image_skip needs a U-Net that ends at stride 1"):
         create_model("unet_efficientnet_lite0", widths=(64, 32, 16), image_skip=True)
+
+
+def test_global_context_mixes_every_cell_and_starts_as_identity():
+    torch.manual_seed(0)
+    block = GlobalContext(32, dim=16, layers=1, heads=4).eval()
+    x = torch.rand(2, 32, 5, 8)
+    with torch.no_grad():
+        assert torch.equal(block(x), x)  # zero-initialised output projection
+        torch.nn.init.normal_(block.proj_out.weight)
+        y = x.clone()
+        y[:, :, 0, 0] += 1.0  # one corner cell
+        delta = (block(y) - y) - (block(x) - x)
+    assert delta[:, :, 4, 7].abs().max() > 1e-4  # the opposite corner sees it (a 3x3 conv would not)
+    with pytest.raises(ValueError, match="multiple of context heads"):
+        GlobalContext(32, dim=18, heads=4)
+
+
+def test_unet_context_layers_load_a_checkpoint_without_them_and_train():
+    torch.manual_seed(0)
+    plain = create_model("unet_efficientnet_lite0", widths=(64, 32, 16, 16, 16)).eval()
+    model = create_model("unet_efficientnet_lite0", widths=(64, 32, 16, 16, 16), context_layers=2,
+                         context_dim=64, context_heads=4).eval()
+    result = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(k.startswith("decoder.context.") for k in result.missing_keys)
+    x = torch.rand(1, 3, 150, 250)
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(x), atol=1e-6)
+    model.train()
+    model(torch.rand(2, 3, 144, 256)).mean().backward()
+    grad = model.decoder.context.proj_out.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from depthforge.models.decoders.blocks import conv_bn_relu, resize_to
+from depthforge.models.decoders.blocks import GlobalContext, conv_bn_relu, resize_to
 
 
 class UNetDecoder(nn.Module):
@@ -27,11 +27,16 @@ class UNetDecoder(nn.Module):
         image_skip: also concatenate the (normalised) input image at stride 1, so that a decoder that goes down to
             stride 1 places depth edges on the image's own edges; :class:`~depthforge.models.DepthModel` then
             passes the image as an extra stride-1 feature in front of the encoder's.
+        context_layers: transformer blocks of :class:`~depthforge.models.decoders.blocks.GlobalContext` applied to
+            the deepest feature before the first block (0 = none); ``context_dim`` and ``context_heads`` size them.
+            They start as the identity, so a checkpoint without them initialises a model with them.
     """
 
     def __init__(self, channels: list[int], strides: list[int], widths: tuple[int, ...] | None = None,
-                 image_skip: bool = False):
+                 image_skip: bool = False, context_layers: int = 0, context_dim: int = 256, context_heads: int = 8):
         super().__init__()
+        self.context = (GlobalContext(channels[-1], context_dim, context_layers, context_heads) if context_layers > 0
+                        else nn.Identity())
         self.image_skip = bool(image_skip)
         if self.image_skip:
             channels, strides = [3, *channels], [1, *strides]
@@ -58,7 +63,7 @@ class UNetDecoder(nn.Module):
                              f"image_skip")
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = features[-1]
+        x = self.context(features[-1])
         for block, skip in zip(self.blocks, self.skip_index):
             if skip >= 0:
                 x = torch.cat([resize_to(x, features[skip]), features[skip]], dim=1)
