@@ -29,7 +29,8 @@ class UNetDecoder(nn.Module):
             passes the image as an extra stride-1 feature in front of the encoder's.
         context_layers: transformer blocks of :class:`~depthforge.models.decoders.blocks.GlobalContext` applied to
             the deepest feature before the first block (0 = none); ``context_dim`` and ``context_heads`` size them.
-            They start as the identity, so a checkpoint without them initialises a model with them.
+            They start as the identity: a state dict without them, loaded with ``strict=False``, gives the model
+            without them (``model.init_from`` checks every tensor, so it needs the same ``context_layers``).
     """
 
     def __init__(self, channels: list[int], strides: list[int], widths: tuple[int, ...] | None = None,
