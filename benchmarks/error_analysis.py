@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from depthforge.data import build_loader
-from depthforge.metrics import get_protocol
-from depthforge.metrics.evaluator import Evaluator
-from depthforge.metrics.report import resolve_source
+from depthforge.evaluation import get_protocol
+from depthforge.evaluation.evaluator import Evaluator
+from depthforge.evaluation.report import resolve_source
 
 EDGE_JUMP_M = 3.0
 RADII = (1, 2, 4)

@@ -21,9 +21,9 @@ import torch
 
 from depthforge.config import load_config
 from depthforge.engine import train
-from depthforge.metrics import get_protocol
-from depthforge.metrics.card import write_card
-from depthforge.metrics.report import evaluate_sources
+from depthforge.evaluation import get_protocol
+from depthforge.evaluation.card import write_card
+from depthforge.evaluation.report import evaluate_sources
 
 
 PROTOCOL_NAMES = ("challenge", "standard", "challenge+flip")

@@ -112,7 +112,7 @@ def test_comparison_of_several_checkpoints(run, capsys):
 
 
 def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys):
-    from depthforge.inference.depth_io import read_depth
+    from depthforge.io.depth import read_depth
     from depthforge.inference.pointcloud import read_ply
 
     root = tmp_path / "data"

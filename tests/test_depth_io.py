@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from depthforge.inference.depth_io import FORMATS, read_depth, write_depth
+from depthforge.io.depth import FORMATS, read_depth, write_depth
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthforge.metrics import Evaluator, Protocol, get_protocol
+from depthforge.evaluation import Evaluator, Protocol, get_protocol
 from depthforge.metrics import functional as M
 from depthforge.metrics.alignment import align, crop_mask
 

@@ -12,7 +12,7 @@ from depthforge.cli import main
 from depthforge.config import DataConfig
 from depthforge.data import DataError, build_dataset
 from depthforge.data.cache import CachedDataset, write_cache
-from depthforge.inference.depth_io import write_pfm
+from depthforge.io.depth import write_pfm
 
 H, W = 12, 20
 

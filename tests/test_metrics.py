@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthforge.metrics import Evaluator, get_protocol
+from depthforge.evaluation import Evaluator, get_protocol
 
 
 def ssim_by_hand(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:

@@ -18,7 +18,7 @@ TTA_SCALES_HELP = ("multi-scale test-time augmentation: comma-separated input re
 
 
 def _scales(args: argparse.Namespace) -> tuple[float, ...] | None:
-    from depthforge.inference.predictor import parse_scales
+    from depthforge.inference.native import parse_scales
 
     try:
         return parse_scales(args.tta_scales)
@@ -53,10 +53,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from depthforge.metrics import get_protocol
-    from depthforge.metrics.card import read_card, write_card
-    from depthforge.metrics.protocols import Protocol
-    from depthforge.metrics.report import comparison_table, evaluate_sources
+    from depthforge.evaluation import get_protocol
+    from depthforge.evaluation.card import read_card, write_card
+    from depthforge.evaluation.protocols import Protocol
+    from depthforge.evaluation.report import comparison_table, evaluate_sources
 
     command = "depthforge " + " ".join(args.argv)
     if args.card:
@@ -94,10 +94,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from depthforge.data.base import read_rgb
+    from depthforge.io import read_rgb
     from depthforge.inference import Predictor, expand_inputs, load_ensemble
     from depthforge.inference.calibration import read_points
-    from depthforge.inference.io import write_prediction
+    from depthforge.inference.outputs import write_prediction
     from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
 
     if bool(args.checkpoint) == bool(args.onnx):
@@ -160,7 +160,7 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales) -> None:
     import numpy as np
 
     from depthforge.inference.calibration import calibrate
-    from depthforge.inference.io import write_prediction
+    from depthforge.inference.outputs import write_prediction
     from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif
 
     h, w = depth.shape

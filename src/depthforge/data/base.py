@@ -10,47 +10,15 @@ A sample is a dict with fixed keys:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-log = logging.getLogger(__name__)
+from depthforge.io import DataError
 
 Sample = dict
-
-
-class DataError(RuntimeError):
-    """A sample that cannot be used; the message names the file and the fix."""
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 (H, W, 3) RGB, or raise :class:`DataError` naming the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.array(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError, SyntaxError) as err:
-        raise DataError(f"{path}: unreadable image ({err}); re-export it as JPEG/PNG or remove the pair "
-                        "(or pass data.skip_invalid=true to skip such samples)") from err
-
-
-def read_npy_depth(path: Path) -> np.ndarray:
-    """Load a ``.npy`` depth map in metres as float32 (H, W); accepts (1, H, W)."""
-    try:
-        depth = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: unreadable .npy depth ({err}); save it with numpy.save as a float array "
-                        "(or pass data.skip_invalid=true)") from err
-    if depth.ndim == 3 and depth.shape[0] == 1:
-        depth = depth[0]
-    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
-        raise DataError(f"{path}: depth must be a numeric HxW array, got dtype {depth.dtype} shape {depth.shape}")
-    return depth.astype(np.float32, copy=False)
 
 
 class DepthDataset(Dataset):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depthforge.data.base import DataError, DepthDataset, Sample
+from depthforge.data.base import DepthDataset, Sample
+from depthforge.io import DataError
 
 
 def write_cache(dataset: DepthDataset, out_dir: str | Path) -> Path:

@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from depthforge.data.base import DataError, Sample
+from depthforge.data.base import Sample
 from depthforge.data.pairs import PairDataset, list_files, pair_by_stem
+from depthforge.io import DataError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-
-
-def stem_key(stem: str) -> tuple[int, int | str]:
-    """Numeric stems sort as numbers ("2" before "10"), others after them alphabetically."""
-    return (0, int(stem)) if stem.isdigit() else (1, stem)
 
 
 class ChallengeDataset(PairDataset):

@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from depthforge.config import DataConfig
-from depthforge.data.base import DataError
 from depthforge.data.datamodule import build_dataset
+from depthforge.io import DataError
 from depthforge.viz import colorize
 
 # Median valid depths above this look like millimetres stored as metres (indoor and street scenes are < 100 m).

@@ -9,13 +9,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 
 from depthforge.config import DataConfig
-from depthforge.data.base import DataError, DepthDataset
+from depthforge.data.base import DepthDataset
 from depthforge.data.cache import CachedDataset
 from depthforge.data.challenge import ChallengeDataset
 from depthforge.data.folder import FolderDataset, ManifestDataset
 from depthforge.data.nyu_kitti import KITTIDepthDataset, NYUFolderDataset, NYUMatDataset
 from depthforge.data.synthetic import SyntheticScenes
 from depthforge.data.transforms import build_transform
+from depthforge.io import DataError
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool, transform: bool = True) -> DepthDataset:

@@ -17,8 +17,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from depthforge.data.base import DataError, Sample
-from depthforge.data.pairs import DEPTH_SUFFIXES, IMAGE_SUFFIXES, Pair, PairDataset, list_files, pair_by_stem
+from depthforge.data.base import Sample
+from depthforge.data.pairs import Pair, PairDataset, list_files, pair_by_stem
+from depthforge.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, DataError
 
 
 class FolderDataset(PairDataset):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from depthforge.data.base import DataError, DepthDataset, Sample
+from depthforge.data.base import DepthDataset, Sample
 from depthforge.data.pairs import Pair, PairDataset, list_files
+from depthforge.io import DataError
 
 # DenseDepth's NYU CSV layout stores training depth as 8-bit PNGs scaled to 10 m (255 = 10 m), test depth as
 # 16-bit millimetres.

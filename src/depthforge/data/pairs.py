@@ -1,8 +1,8 @@
-"""One dataset for every file-based format: a list of (image, depth, scale) pairs and a depth reader per suffix.
+"""One dataset for every file-based format: a list of (image, depth, scale) pairs.
 
 Format modules (challenge, folder, manifest, NYU, KITTI) only decide which files pair up; reading, checking,
-clipping and masking are shared. Depth files: ``.npy`` (metres), 16-bit ``.png`` (value / scale; 0 = no data),
-``.pfm`` and ``.exr`` (metres).
+clipping and masking are shared. Files are read by :mod:`depthforge.io`: ``.npy`` (metres), 16-bit ``.png``
+(value / scale; 0 = no data), ``.pfm`` and ``.exr`` (metres).
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from depthforge.data.base import DataError, DepthDataset, Sample, read_npy_depth, read_rgb
+from depthforge.data.base import DepthDataset, Sample
+from depthforge.io import DataError, read_depth_file, read_rgb
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-DEPTH_SUFFIXES = (".npy", ".png", ".pfm", ".exr")
 
 
 @dataclass(frozen=True)
@@ -29,30 +26,6 @@ class Pair:
     depth: Path
     scale: float = 1.0  # depth metres = stored value / scale (16-bit PNGs); 1 for float formats
     stem: str = ""
-
-
-def read_depth_file(path: Path, scale: float = 1.0) -> np.ndarray:
-    """Depth in metres (float32 HxW) from any supported file; errors name the file and the fix."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return read_npy_depth(path)
-    if suffix == ".png":
-        try:
-            with Image.open(path) as img:
-                raw = np.asarray(img)
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"{path}: unreadable depth PNG ({err}); re-export it as 16-bit PNG") from err
-        if raw.ndim != 2:
-            raise DataError(f"{path}: depth PNG must be single-channel, got shape {raw.shape}")
-        return raw.astype(np.float32) / float(scale)
-    if suffix in (".pfm", ".exr"):
-        from depthforge.inference.depth_io import read_depth
-
-        try:
-            return read_depth(path)[0].astype(np.float32)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise DataError(f"{path}: unreadable depth file ({err})") from err
-    raise DataError(f"{path}: unsupported depth file type; use one of {DEPTH_SUFFIXES}")
 
 
 class PairDataset(DepthDataset):
@@ -98,11 +71,14 @@ class PairDataset(DepthDataset):
         return read_depth_file(pair.depth, pair.scale)
 
 
+def stem_key(stem: str) -> tuple[int, int | str]:
+    """Numeric stems sort as numbers ("2" before "10"), others after them alphabetically."""
+    return (0, int(stem)) if stem.isdigit() else (1, stem)
+
+
 def pair_by_stem(images: list[Path], depths: list[Path], where: str, skip_invalid: bool, scale: float = 1.0,
                  key: Callable[[Path], str] = lambda p: p.stem) -> tuple[list[Pair], int]:
     """Pair files with equal keys, in natural order; unpaired files raise (naming one) unless skipped."""
-    from depthforge.data.challenge import stem_key
-
     by_image = {key(p): p for p in images}
     by_depth = {key(p): p for p in depths}
     unpaired = sorted([by_image[k] for k in by_image.keys() - by_depth.keys()]

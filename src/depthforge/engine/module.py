@@ -10,10 +10,10 @@ import torch
 
 from depthforge.config import Config, load_config
 from depthforge.engine.optim import ScheduleLength, build_optimizer, build_scheduler
-from depthforge.inference.predictor import predict_native
+from depthforge.inference.native import predict_native
 from depthforge.losses import WeightedLoss
-from depthforge.metrics import Evaluator, get_protocol
-from depthforge.metrics.runner import model_predictor
+from depthforge.evaluation import Evaluator, get_protocol
+from depthforge.evaluation.runner import model_predictor
 from depthforge.models import model_from_config
 
 log = logging.getLogger(__name__)

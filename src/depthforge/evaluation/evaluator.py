@@ -1,4 +1,4 @@
-"""Accumulate metrics over a data set under a :class:`~depthforge.metrics.protocols.Protocol`.
+"""Accumulate metrics over a data set under a :class:`~depthforge.evaluation.protocols.Protocol`.
 
 ``reset / process / compute`` in the manner of detectron2's ``DatasetEvaluator``: the same object scores a
 checkpoint, a folder of saved predictions and the validation pass of a training run. Per-image rows are always
@@ -14,7 +14,7 @@ import torchvision.transforms.v2.functional as TF
 
 from depthforge.metrics import functional as M
 from depthforge.metrics.alignment import align, crop_mask
-from depthforge.metrics.protocols import Protocol
+from depthforge.evaluation.protocols import Protocol
 
 METRICS = ("rmse", "mae", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3", "ssim",
            "edge_precision", "edge_recall", "edge_f1")

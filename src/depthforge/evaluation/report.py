@@ -11,10 +11,10 @@ import torch
 
 from depthforge.config import DataConfig, load_config
 from depthforge.data import DepthDataset, build_dataset
-from depthforge.metrics.card import checkpoint_paths, make_card
-from depthforge.metrics.evaluator import METRICS, Evaluator
-from depthforge.metrics.protocols import Protocol
-from depthforge.metrics.runner import Predict, folder_predictor, model_predictor, run_evaluation
+from depthforge.evaluation.card import checkpoint_paths, make_card
+from depthforge.evaluation.evaluator import METRICS, Evaluator
+from depthforge.evaluation.protocols import Protocol
+from depthforge.evaluation.runner import Predict, folder_predictor, model_predictor, run_evaluation
 from depthforge.viz.plots import plot_density, plot_error_by_depth, save_grid
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from depthforge.inference.depth_io import write_depth
+from depthforge.io import write_depth
 from depthforge.viz import colorize
 
 

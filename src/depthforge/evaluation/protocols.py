@@ -1,6 +1,6 @@
 """Evaluation protocols as data: caps, crops, alignment, averaging and SSIM, so numbers can be compared honestly.
 
-Every result depthforge writes carries its protocol; an eval card (``depthforge.metrics.card``) re-runs it.
+Every result depthforge writes carries its protocol; an eval card (``depthforge.evaluation.card``) re-runs it.
 """
 
 from __future__ import annotations
@@ -9,16 +9,9 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from depthforge.inference.native import check_scales
 from depthforge.metrics.alignment import ALIGNMENTS
 from depthforge.metrics.functional import MIN_DEPTH
-
-
-def check_scales(scales) -> tuple[float, ...]:
-    """Multi-scale TTA factors as a tuple of positive floats; anything else is a clear error."""
-    values = tuple(float(s) for s in scales)
-    if not values or not all(s > 0 for s in values):
-        raise ValueError(f"TTA scales must be one or more positive factors (e.g. 0.83,1,1.17), got {scales}")
-    return values
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from torch import nn
 from depthforge.config import DataConfig
 from depthforge.data import DepthDataset, build_loader
 from depthforge.data.transforms import to_size
-from depthforge.inference.predictor import predict_native
-from depthforge.metrics.evaluator import Evaluator
-from depthforge.metrics.protocols import Protocol
+from depthforge.inference.native import predict_native
+from depthforge.evaluation.evaluator import Evaluator
+from depthforge.evaluation.protocols import Protocol
 
 Predict = Callable[[dict], torch.Tensor]
 
