@@ -38,8 +38,11 @@ def test_evaluate_writes_json(run, tmp_path, capsys):
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n"] == 4 and result["protocol"]["name"] == "standard"
-    assert set(result["metrics"]) >= {"rmse", "ssim", "abs_rel", "delta1"}
-    assert "rmse" in capsys.readouterr().out
+    m = result["metrics"]
+    assert set(m) >= {"rmse", "ssim", "abs_rel", "delta1"}
+    # Predictions are clamped to (0, 20] and targets lie in it: every error is below 20 m; RMSE >= MAE always.
+    assert 0 < m["mae"] <= m["rmse"] < 20 and 0 <= m["delta1"] <= 1 and -1 <= m["ssim"] <= 1
+    assert f"{m['rmse']:.4f}" in capsys.readouterr().out  # the printed table shows the saved value
 
 
 def test_predict_then_score_predictions(run, tmp_path):
@@ -104,11 +107,17 @@ def test_eval_card_round_trip_and_report(run, tmp_path, capsys):
     assert "max |recorded - now| = 0" in capsys.readouterr().out
 
 
-def test_comparison_of_several_checkpoints(run, capsys):
+def test_comparison_of_several_checkpoints(run, tmp_path, capsys):
     ckpts = [str(run / "checkpoints" / "last.ckpt"), str(run / "checkpoints" / "best.ckpt")]
     assert main(["evaluate", "--checkpoint", *ckpts, "--protocol", "challenge"]) == 0
     table = capsys.readouterr().out
     assert "r-last" in table and "r-best" in table and table.count("| challenge |") == 2
+    rows = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if "| challenge |" in line}
+    for ckpt, name in zip(ckpts, ("r-last", "r-best")):  # each row is that checkpoint scored alone
+        alone = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "challenge", "--json", str(alone)]) == 0
+        metrics = json.loads(alone.read_text())["metrics"]
+        assert rows[name][4].strip() == f"{metrics['rmse']:.4f}" and rows[name][5].strip() == f"{metrics['ssim']:.4f}"
 
 
 def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys):
@@ -173,8 +182,27 @@ def test_tiled_predict_cli(run, tmp_path):
     out = tmp_path / "t"
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(img), "--out", str(out),
                  "--tile", "64x96"]) == 0
-    assert np.load(out / "8.npy").shape == (96, 160)
+    tiled = np.load(out / "8.npy")
+    assert tiled.shape == (96, 160)
     assert json.loads((out / "8.npy.json").read_text())["tiles"]["window"] == "64x96"
+    # Windows of 64x96 at overlap 0.25 start at x = 0, 64 and y = 0, 32: the corner blocks x < 64, y < 32 and
+    # x >= 96, y >= 64 lie in one window each, away from every seam. There the tiled depth is the untiled
+    # prediction of that window, mapped by the one scale and shift that harmonises it to the coarse pass.
+    from depthforge.inference import Predictor, load_checkpoint
+    from depthforge.io import read_rgb
+
+    model, cfg = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    predictor = Predictor(model, cfg.data)
+    rgb = read_rgb(img)
+    for window, block in (((slice(0, 64), slice(0, 96)), (slice(0, 32), slice(0, 64))),
+                          ((slice(32, 96), slice(64, 160)), (slice(32, 64), slice(32, 96)))):
+        untiled = predictor(np.ascontiguousarray(rgb[window]))[block].ravel().astype(np.float64)
+        got = tiled[window][block].ravel().astype(np.float64)
+        assert untiled.std() > 1e-4  # a real image, not a constant map
+        scale, shift = np.polyfit(untiled, got, 1)
+        residual = got - (scale * untiled + shift)
+        assert np.abs(residual).max() < 1e-3 * (np.abs(got).max() + 1e-3), np.abs(residual).max()
+        assert scale > 0
 
 
 def test_ensemble_predicts_the_mean_and_its_card_reruns(run, tmp_path, capsys):

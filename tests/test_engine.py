@@ -69,18 +69,49 @@ def test_encoder_unfreezes_at_the_configured_epoch(tmp_path):
     assert not torch.equal(run(2), start)  # epoch 1: unfrozen, it trains
 
 
+def _grad_norm(module: torch.nn.Module) -> float:
+    grads = [p.grad.detach().flatten() for p in module.parameters() if p.grad is not None]
+    return float(torch.cat(grads).norm())
+
+
 def test_accumulation_ema_clipping_and_deterministic_mode(tmp_path):
+    import lightning as L
+
     from depthforge.engine import train
+
+    class Probe(L.Callback):
+        """Gradient norms before clipping (Lightning calls this hook before it clips) and after the step (the
+        clipped gradients are still in .grad then: they are zeroed at the start of the next window)."""
+
+        def __init__(self):
+            self.before, self.after, self.deterministic = [], [], []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.deterministic.append(torch.are_deterministic_algorithms_enabled())
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.before.append(_grad_norm(pl_module))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if (batch_idx + 1) % 2 == 0:  # an optimiser step just happened
+                self.after.append(_grad_norm(pl_module))
 
     tiny = ["model.name=unet_resnet18", "data.synthetic.num_train=8", "data.synthetic.num_val=2",
             "data.synthetic.height=32", "data.synthetic.width=48", "data.batch_size=2", "train.progress_bar=false",
             "train.num_previews=0", "optim.scheduler=none"]
+    probe = Probe()
+    limit = 0.05
     out = train(load_config(overrides=tiny + [f"out={tmp_path / 'a'}", "train.epochs=2",
                                               "train.accumulate_grad_batches=2", "train.ema_decay=0.5",
-                                              "train.grad_clip=1.0", "train.deterministic=true"]))
+                                              f"train.grad_clip={limit}", "train.deterministic=true"]),
+                callbacks=[probe])
+    # 4 batches an epoch, 2 per optimiser step -> 2 steps an epoch, 4 in all
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert len(probe.before) == len(probe.after) == 4
+    assert max(probe.before) > limit  # clipping had something to do ...
+    assert max(probe.after) <= limit * (1 + 1e-4)  # ... and did it
+    assert probe.deterministic and all(probe.deterministic)
     ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
-    # 4 batches an epoch, 2 per optimiser step -> 2 steps an epoch
-    assert ckpt["global_step"] in (2, 4)
     # EMA: checkpoints hold the averaged weights, the raw ones are kept beside them, and they differ.
     assert "current_model_state" in ckpt
     key = "model.decoder.blocks.0.0.0.weight"

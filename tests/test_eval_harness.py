@@ -148,3 +148,42 @@ def test_flip_tta_averages_with_mirrored_prediction():
     expected = 0.5 * (m(x) + m(x.flip(-1)).flip(-1))
     assert torch.allclose(predict_native(m, x, DataConfig(), flip=True), expected)
     assert not torch.allclose(predict_native(m, x, DataConfig(), flip=False), expected)
+
+
+def test_course_protocol_batches_of_16_through_evaluation_and_training(tmp_path):
+    """20 validation images: batches of 16 and 4, per-batch RMSE averaged over the two, as the course computes it."""
+    import csv
+
+    from depthforge.config import load_config
+    from depthforge.data import build_dataset
+    from depthforge.engine import train
+    from depthforge.evaluation.runner import model_predictor, run_evaluation
+    from depthforge.inference import load_checkpoint, predict_native
+
+    overrides = ["model.name=unet_resnet18", "data.synthetic.num_train=4", "data.synthetic.num_val=20",
+                 "data.synthetic.height=32", "data.synthetic.width=48", "data.batch_size=2", "train.epochs=1",
+                 "train.progress_bar=false", "train.num_previews=0", f"out={tmp_path / 'run'}"]
+    run = train(load_config(overrides=overrides))
+    model, cfg = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    dataset = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    assert len(dataset) == 20
+    # By hand: each image predicted alone, the target clipped to [0, 20], RMSE over each batch's pixels.
+    preds, gts = [], []
+    with torch.no_grad():
+        for i in range(20):
+            sample = dataset[i]
+            preds.append(predict_native(model.eval(), sample["image"][None], cfg.data)[0, 0].double())
+            gts.append(sample["depth"][0].double().clamp(0, 20))
+    sq = [(p - g) ** 2 for p, g in zip(preds, gts)]
+    per_batch = [math.sqrt(torch.stack(sq[a:b]).mean().item()) for a, b in ((0, 16), (16, 20))]
+    expected = sum(per_batch) / 2
+    pooled = math.sqrt(torch.stack(sq).mean().item())
+    per_image = sum(math.sqrt(s.mean().item()) for s in sq) / 20
+    assert abs(expected - pooled) > 1e-6 and abs(expected - per_image) > 1e-6  # the batching is what is tested
+
+    protocol = get_protocol("challenge")
+    evaluated = run_evaluation(dataset, model_predictor(model, cfg.data, protocol), protocol).compute()
+    assert evaluated["rmse"] == pytest.approx(expected, rel=1e-5)
+    with open(run / "metrics.csv") as f:
+        validated = [float(r["val/rmse"]) for r in csv.DictReader(f) if r.get("val/rmse")][-1]
+    assert validated == pytest.approx(expected, rel=1e-5)

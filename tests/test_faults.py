@@ -2,12 +2,15 @@
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 
@@ -21,19 +24,36 @@ TINY = ["model.name=unet_resnet18", "data.synthetic.num_train=8", "data.syntheti
         "train.num_previews=0", "train.log_every=1", "data.hflip=true", "data.color_jitter=0.2"]
 
 
-def losses(run: Path) -> dict[int, float]:
+def logged_losses(run: Path) -> list[tuple[int, float]]:
+    """``(step, train/loss)`` rows of metrics.csv, in file order: a rerun's duplicate steps stay visible."""
     with open(run / "metrics.csv") as f:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+        return [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
+class StepRecorder(L.Callback):
+    """The global step at the start of every training batch the run executes."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.steps.append(trainer.global_step)
 
 
 def test_resume_reproduces_uninterrupted_losses(tmp_path):
     full = train(load_config(overrides=TINY + [f"out={tmp_path / 'full'}", "train.epochs=3"]))
     part = train(load_config(overrides=TINY + [f"out={tmp_path / 'part'}", "train.epochs=1"]))
-    resumed = train(resume_config(part, ["train.epochs=3"]), resume=True)
-    a, b = losses(full), losses(resumed)
-    assert len(a) == 12 and sorted(a) == sorted(b)  # 4 steps an epoch, logs appended across the resume
-    for step in a:
-        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), step
+    saved = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert saved == 4  # 8 samples, batch 2: 4 steps an epoch
+    recorder = StepRecorder()
+    resumed = train(resume_config(part, ["train.epochs=3"]), resume=True, callbacks=[recorder])
+    # The resumed run starts at the saved step and runs exactly the 8 remaining steps, nothing twice.
+    assert recorder.steps == list(range(saved, 12))
+    a, b = logged_losses(full), logged_losses(resumed)
+    steps = [step for step, _ in b]
+    assert len(steps) == len(set(steps)) == 12 and sorted(steps) == [step for step, _ in a]
+    for (step, la), (_, lb) in zip(a, sorted(b)):
+        assert lb == pytest.approx(la, rel=1e-4, abs=1e-5), step
     ca = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     cb = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.allclose(ca[k].float(), cb[k].float(), atol=1e-4) for k in ca)
@@ -45,46 +65,95 @@ def _cli(args, env_threads=True):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_step(ckpt: Path, step: int, proc, timeout=180):
+def _wait_for(ready, proc, timeout=180):
     start = time.time()
     while time.time() - start < timeout:
-        if ckpt.is_file():
-            try:
-                if torch.load(ckpt, weights_only=True)["global_step"] >= step:
-                    return
-            except Exception:  # written atomically, so this would be a real failure
-                raise
+        if ready():
+            return
         assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise TimeoutError
 
 
+def _step_in(ckpt: Path) -> int:
+    return torch.load(ckpt, weights_only=True)["global_step"] if ckpt.is_file() else -1  # atomic: never partial
+
+
+# The training process writes the step it has reached after every batch (temp file + rename, so never half
+# written); with it the test knows how much work a kill -9 threw away.
+STEP_WRITER = """
+import os, sys
+import lightning as L
+from depthforge.config import load_config
+from depthforge.engine import train
+
+class StepFile(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        tmp = sys.argv[1] + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(trainer.global_step))
+        os.replace(tmp, sys.argv[1])
+
+train(load_config(overrides=sys.argv[2:]), callbacks=[StepFile()])
+"""
+
+
 def test_kill9_then_resume_continues_from_last_checkpoint(tmp_path):
-    run = tmp_path / "r"
-    proc = _cli([f"--out={run}", *TINY, "train.epochs=100", "train.ckpt_every_steps=2", "data.synthetic.num_train=40"])
+    run, every = tmp_path / "r", 2
+    step_file = tmp_path / "reached"
+    proc = subprocess.Popen([sys.executable, "-c", STEP_WRITER, str(step_file), f"out={run}", *TINY,
+                             "train.epochs=100", f"train.ckpt_every_steps={every}", "data.synthetic.num_train=40"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     last = run / "checkpoints" / "last.ckpt"
-    _wait_for_step(last, 4, proc)
+    _wait_for(lambda: _step_in(last) >= 4 and step_file.is_file() and int(step_file.read_text()) >= 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = torch.load(last, weights_only=True)["global_step"]  # never truncated: it loads
-    assert saved >= 4 and saved % 2 == 0 or saved % 20 == 0
+    reached = int(step_file.read_text())
+    saved = _step_in(last)  # never truncated: it loads
+    assert saved >= 4 and (saved % every == 0 or saved % 20 == 0)
+    # The work lost is at most ckpt_every_steps. The step file is written after the periodic save of the same
+    # batch, so a kill between the two leaves it one step behind a checkpoint that holds that step.
+    assert reached - saved <= every and saved <= reached + 1, (reached, saved)
     target = saved + 3
     (run / "checkpoints" / ".last.ckpt.killed01.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-save leaves
-    out = train(resume_config(run, [f"train.max_steps={target}"]), resume=True)
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == target
+    recorder = StepRecorder()
+    out = train(resume_config(run, [f"train.max_steps={target}"]), resume=True, callbacks=[recorder])
+    assert recorder.steps == [saved, saved + 1, saved + 2]  # continues from the saved step, not from 0
+    assert _step_in(out / "checkpoints" / "last.ckpt") == target
     assert not [p for p in (run / "checkpoints").iterdir() if p.suffix == ".tmp"]
 
 
-def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
+def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
     run = tmp_path / "s"
     proc = _cli([f"--out={run}", *TINY, "train.epochs=100", "data.synthetic.num_train=40"])
     last = run / "checkpoints" / "last.ckpt"
-    _wait_for_step(last, 20, proc)  # the end of the first epoch wrote last.ckpt at step 20
+    _wait_for(lambda: _step_in(last) >= 20, proc)  # the end of the first epoch wrote last.ckpt at step 20
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "checkpoint written" in output
-    assert torch.load(last, weights_only=True)["global_step"] > 20
+    assert proc.returncode == 143, output[-2000:]  # 128 + SIGTERM, as the README says
+    said = re.search(r"checkpoint written to (\S+) at step (\d+)", output)
+    assert said, output[-2000:]
+    # The message names the file and the step that is really in it, and that is later than the epoch-end save.
+    assert Path(said.group(1)) == last and int(said.group(2)) == _step_in(last) > 20
+
+
+def test_no_checkpoint_claimed_before_the_first_step(tmp_path, capsys):
+    from depthforge.engine.callbacks import FaultCheckpoint
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    trainer = SimpleNamespace(is_global_zero=True, global_step=0, save_checkpoint=lambda *a, **k: None)
+    callback = FaultCheckpoint(path)
+    callback.on_exception(trainer, None, KeyboardInterrupt())
+    assert "no checkpoint written" in capsys.readouterr().out and not callback.saved
+    trainer.global_step = 3  # a save that writes nothing (a failing disk, a broken plugin) is not claimed either
+    callback.on_exception(trainer, None, KeyboardInterrupt())
+    out = capsys.readouterr().out
+    assert "no checkpoint written" in out and "checkpoint written to" not in out and not callback.saved
+    trainer.save_checkpoint = lambda p, **k: Path(p).parent.mkdir(parents=True) or Path(p).write_bytes(b"x")
+    callback.on_exception(trainer, None, KeyboardInterrupt())
+    assert f"checkpoint written to {path} at step 3" in capsys.readouterr().out and callback.saved
 
 
 def test_injected_nan_is_reported_with_step_and_stems():

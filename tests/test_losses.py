@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,10 +38,31 @@ def test_ssim_loss_is_zero_for_exact_prediction_and_masked():
     assert ssim_loss(noisy, t, torch.ones_like(mask)).item() > 0.1
 
 
+def _course_ssim_by_hand(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The course's SSIM map, pixel by pixel: 11x11 Gaussian (sigma 1.5) weights over a zero-padded window,
+    C1 = 0.01**2, C2 = 0.03**2 (no data range)."""
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    xp, yp = np.pad(x, 5), np.pad(y, 5)
+    out = np.zeros_like(x, dtype=np.float64)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            a, b = xp[i:i + 11, j:j + 11], yp[i:i + 11, j:j + 11]
+            mx, my = (w * a).sum(), (w * b).sum()
+            vx, vy, cov = (w * a * a).sum() - mx**2, (w * b * b).sum() - my**2, (w * a * b).sum() - mx * my
+            out[i, j] = ((2 * mx * my + 1e-4) * (2 * cov + 9e-4)) / ((mx**2 + my**2 + 1e-4) * (vx + vy + 9e-4))
+    return out
+
+
 def test_weighted_loss_is_the_report_combination():
     pred, target, mask = _data()
     total, parts = WeightedLoss({"rmse": 0.6, "ssim": 0.4})(pred, target, mask)
-    assert total.item() == pytest.approx(0.6 * parts["rmse"].item() + 0.4 * parts["ssim"].item())
+    rmse = math.sqrt((1 + 0 + 9) / 3)  # valid errors 1, 0, 3; the masked pixel (error 92) left out
+    ssim = _course_ssim_by_hand(pred[0, 0].double().numpy(), target[0, 0].double().numpy())[mask[0, 0].numpy()]
+    assert 0.0 < ssim.mean() < 1.0  # a real structural term, not a constant
+    assert total.item() == pytest.approx(0.6 * rmse + 0.4 * (1.0 - ssim.mean()), rel=1e-5)
+    assert parts["rmse"].item() == pytest.approx(rmse, rel=1e-6)
+    assert parts["ssim"].item() == pytest.approx(1.0 - ssim.mean(), rel=1e-5)
     with pytest.raises(KeyError, match="available"):
         WeightedLoss({"nope": 1.0})
 

@@ -1,5 +1,6 @@
 """Follow the README's "Train on your own data" commands as a new user would (shortened training)."""
 
+import csv
 import re
 import shlex
 from pathlib import Path
@@ -34,4 +35,14 @@ def test_readme_own_data_commands_work(tmp_path, monkeypatch):
             args += ["--max-steps", "2", "data.batch_size=2", "train.progress_bar=false", "data.cache=false"]
         assert main(args) == 0, cmd
     assert (tmp_path / "my_data_check.png").is_file()
-    assert (tmp_path / "runs" / "mine" / "report").is_dir()
+    # The run read the millimetre PNGs as metres under the 10 m cap (0.3-9 m, not 300-9000) ...
+    from depthforge.inference import load_checkpoint
+
+    _, cfg = load_checkpoint(tmp_path / "runs" / "mine" / "checkpoints" / "best.ckpt")
+    assert cfg.data.depth_scale == 1000 and cfg.data.max_depth == 10
+    # ... and the report scored each of the 3 val images, every error within the 10 m cap.
+    report = next((tmp_path / "runs" / "mine" / "report").iterdir())
+    with open(report / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["stem"] for r in rows) == ["0100", "0101", "0102"]
+    assert all(0 < float(r["mae"]) <= float(r["rmse"]) <= 10 for r in rows)

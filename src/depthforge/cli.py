@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         else:
             out = train(load_config(args.config, overrides))
     except SIGTERMException:
-        return 143  # 128 + SIGTERM: interrupted, checkpoint written (see above)
+        return 143  # 128 + SIGTERM: interrupted (FaultCheckpoint printed whether last.ckpt was written)
     ckpts = out / "checkpoints"
     print(f"run folder: {out}\n  best: {ckpts / 'best.ckpt'}\n  last: {ckpts / 'last.ckpt'}")
     return 0

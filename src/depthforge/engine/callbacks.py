@@ -105,11 +105,30 @@ class FaultCheckpoint(L.Callback):
         self.saved = False
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if trainer.global_step > 0 and trainer.is_global_zero and not isinstance(exception, FloatingPointError):
-            trainer.save_checkpoint(self.path, weights_only=False)
-            self.saved = True
-            print(f"\n{type(exception).__name__}: checkpoint written to {self.path} at step {trainer.global_step}; "
+        if not trainer.is_global_zero or isinstance(exception, FloatingPointError):
+            return
+        name = type(exception).__name__
+        if trainer.global_step == 0:
+            print(f"\n{name}: no checkpoint written (no optimiser step taken yet)", flush=True)
+            return
+        before = _file_id(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
+        # Said only when the file is new: a message must never claim a checkpoint that is not on disk.
+        self.saved = _file_id(self.path) not in (None, before)
+        if self.saved:
+            print(f"\n{name}: checkpoint written to {self.path} at step {trainer.global_step}; "
                   f"continue with: depthforge train --resume {self.path.parent.parent}", flush=True)
+        else:
+            print(f"\n{name}: no checkpoint written ({self.path} unchanged)", flush=True)
+
+
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime ns, size) of a file, None if absent: an atomic rename always changes the inode."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class PeriodicCheckpoint(L.Callback):
