@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import depthforge
+from depthforge.data.base import DepthDataset
 
 # Distributions whose import name is not their name with '-' -> '_'.
 IMPORT_NAME = {"scikit-image": "skimage", "pyyaml": "yaml", "pillow": "PIL"}
@@ -100,3 +101,20 @@ def challenge_root(tmp_path: Path) -> Path:
     for i in range(12, 20):
         write_pair(root, "val", str(i), seed=i)
     return root
+
+
+class ArrayDataset(DepthDataset):
+    """In-memory samples: ``depths[i]`` (H, W metres) with black images of the same size, stems "0", "1", ..."""
+
+    def __init__(self, depths: list[np.ndarray], **kwargs):
+        super().__init__(**kwargs)
+        self.depths = depths
+
+    def __len__(self) -> int:
+        return len(self.depths)
+
+    def get_color(self, index: int) -> np.ndarray:
+        return np.zeros((*self.depths[index].shape, 3), np.uint8)
+
+    def get_depth(self, index: int) -> np.ndarray:
+        return self.depths[index]

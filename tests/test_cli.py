@@ -1,6 +1,7 @@
 """The CLI end to end on the embedded default: train a few steps, evaluate, predict, score the predictions."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -90,8 +91,9 @@ def test_eval_card_round_trip_and_report(run, tmp_path, capsys):
     card = tmp_path / "card.json"
     report = tmp_path / "report"
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    with pytest.raises(SystemExit, match="--tta-scales '1,-2'.*e.g. 0.83,1,1.17"):
-        main(["evaluate", "--checkpoint", ckpt, "--tta-scales", "1,-2"])
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", ckpt, "--tta-scales", "1,-2"]) == 2  # a usage error, like argparse's
+    assert re.search(r"--tta-scales '1,-2'.*e.g. 0.83,1,1.17", capsys.readouterr().err)
     assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--flip-tta", "--tta-scales", "0.75,1",
                  "--json", str(card), "--report", str(report), "--worst", "2"]) == 0
     saved = json.loads(card.read_text())
@@ -111,13 +113,35 @@ def test_comparison_of_several_checkpoints(run, tmp_path, capsys):
     ckpts = [str(run / "checkpoints" / "last.ckpt"), str(run / "checkpoints" / "best.ckpt")]
     assert main(["evaluate", "--checkpoint", *ckpts, "--protocol", "challenge"]) == 0
     table = capsys.readouterr().out
-    assert "r-last" in table and "r-best" in table and table.count("| challenge |") == 2
-    rows = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if "| challenge |" in line}
+    assert "r-last" in table and "r-best" in table and table.count("| challenge/b16 |") == 2
+    lines = table.splitlines()
+    header = [cell.strip() for cell in lines[0].split("|")]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")] for line in lines[2:]}
     for ckpt, name in zip(ckpts, ("r-last", "r-best")):  # each row is that checkpoint scored alone
         alone = tmp_path / f"{name}.json"
         assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "challenge", "--json", str(alone)]) == 0
         metrics = json.loads(alone.read_text())["metrics"]
-        assert rows[name][4].strip() == f"{metrics['rmse']:.4f}" and rows[name][5].strip() == f"{metrics['ssim']:.4f}"
+        for key in ("rmse", "rmse_pooled", "ssim"):
+            assert rows[name][header.index(key)] == f"{metrics[key]:.4f}", key
+
+
+def test_protocol_batch_is_recorded_in_the_card_and_rerun(run, tmp_path, capsys):
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    b16, b1 = tmp_path / "b16.json", tmp_path / "b1.json"
+    assert main(["evaluate", "--checkpoint", ckpt, "--json", str(b16)]) == 0
+    assert main(["evaluate", "--checkpoint", ckpt, "--protocol-batch", "1", "--json", str(b1)]) == 0
+    m16, m1 = (json.loads(p.read_text()) for p in (b16, b1))
+    assert m16["protocol"]["batch_size"] == 16 and m1["protocol"]["batch_size"] == 1
+    assert m1["metrics"]["rmse"] != pytest.approx(m16["metrics"]["rmse"], abs=1e-6)  # batching changes it ...
+    assert m1["metrics"]["rmse_pooled"] == pytest.approx(m16["metrics"]["rmse_pooled"], rel=1e-9)  # ... not this
+    capsys.readouterr()
+    assert main(["evaluate", "--card", str(b1)]) == 0  # the re-run uses the recorded batch size
+    out = capsys.readouterr().out
+    assert out.count("| challenge/b1 |") == 2 and "max |recorded - now| = 0" in out
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--checkpoint", ckpt, "--protocol-batch", bad])
+    assert "not a positive whole number" in capsys.readouterr().err
 
 
 def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys):
@@ -229,5 +253,5 @@ def test_ensemble_predicts_the_mean_and_its_card_reruns(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--card", str(card)]) == 0
     assert "max |recorded - now| = 0" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="two or more"):
-        main(["evaluate", "--checkpoint", a, "--ensemble"])
+    assert main(["evaluate", "--checkpoint", a, "--ensemble"]) == 2
+    assert "two or more" in capsys.readouterr().err

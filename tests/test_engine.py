@@ -214,3 +214,37 @@ def test_init_from_starts_a_run_from_a_checkpoint_and_refuses_another_model(tmp_
 
     with pytest.raises(CheckpointError, match=r"a[/\\]checkpoints[/\\]last\.ckpt.*unet_resnet18.*same model name"):
         init_weights_from(create_model("unet_resnet34"), first)
+
+
+def test_warmup_and_ema_scale_with_the_run_length():
+    from depthforge.config import load_config
+    from depthforge.engine.optim import ScheduleLength, build_scheduler, ema_decay, warmup_steps
+
+    optim = load_config("cpu").optim  # warm-up 6 % of the scheduled steps, at most 300
+    assert warmup_steps(optim, 100) == 6  # a share of a short run ...
+    assert warmup_steps(optim, 100_000) == 300  # ... capped for a long one
+    fixed = load_config("cpu", ["optim.warmup_fraction=0"]).optim
+    assert warmup_steps(fixed, 100) == 300  # the old fixed warm-up: most of a 100-step run
+    train_cfg = load_config("cpu").train
+    assert ema_decay(train_cfg.ema_decay, train_cfg.ema_fraction, 1000) == pytest.approx(1 - 1 / 100)
+    assert ema_decay(train_cfg.ema_decay, train_cfg.ema_fraction, 1_000_000) == 0.998  # capped
+    assert ema_decay(0.998, 0.0, 100) == 0.998 and ema_decay(None, 0.1, 100) is None
+
+    # The schedule follows its length: a budget that re-fits 100,000 steps to 100 shortens the warm-up too, and a
+    # warm-up that has finished stays finished when the length grows again.
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    length = ScheduleLength(100_000)
+    sched = build_scheduler(optim, opt, length)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1 / 300)
+    length.steps = 100
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[4] == pytest.approx(6 / 6) and lrs[3] == pytest.approx(5 / 6)  # steps 1..5 warm up over 6
+    length.steps = 100_000
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] > 0.99  # no second warm-up

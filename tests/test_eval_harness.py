@@ -187,3 +187,32 @@ def test_course_protocol_batches_of_16_through_evaluation_and_training(tmp_path)
     with open(run / "metrics.csv") as f:
         validated = [float(r["val/rmse"]) for r in csv.DictReader(f) if r.get("val/rmse")][-1]
     assert validated == pytest.approx(expected, rel=1e-5)
+
+
+def test_per_batch_rmse_at_batch_1_16_and_the_whole_split_by_hand():
+    from depthforge.evaluation.runner import run_evaluation
+    from tests.conftest import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    gts = [rng.uniform(0.5, 30.0, (4, 6)).astype(np.float32) for _ in range(20)]  # some beyond the 20 m cap
+    preds = [g + rng.normal(0.0, 1.0 + i / 4, g.shape).astype(np.float32) for i, g in enumerate(gts)]
+
+    def predict(batch):
+        return torch.stack([torch.from_numpy(preds[int(s)])[None] for s in batch["meta"]["stem"]])
+
+    sq = [(p.astype(np.float64) - np.clip(g, 0, 20)) ** 2 for p, g in zip(preds, gts)]  # course: targets clipped
+
+    def by_hand(batch: int) -> float:
+        groups = [np.concatenate([s.ravel() for s in sq[i:i + batch]]) for i in range(0, 20, batch)]
+        return float(np.mean([math.sqrt(g.mean()) for g in groups]))
+
+    pooled = math.sqrt(np.concatenate([s.ravel() for s in sq]).mean())
+    assert by_hand(20) == pytest.approx(pooled)
+    for batch in (1, 16, 20):
+        protocol = get_protocol("challenge", batch_size=batch)
+        result = run_evaluation(ArrayDataset(gts, max_depth=100.0), predict, protocol).compute()
+        assert result["rmse"] == pytest.approx(by_hand(batch), rel=1e-9), batch
+        assert result["rmse_pooled"] == pytest.approx(pooled, rel=1e-9), batch
+    assert abs(by_hand(1) - by_hand(16)) > 1e-3 and abs(by_hand(16) - pooled) > 1e-3  # batching matters
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        get_protocol("challenge", batch_size=0)

@@ -186,3 +186,23 @@ def test_ddp_two_cpu_processes_validate_like_one(tmp_path):
     one = json.loads(card.read_text())["metrics"]
     assert float(val["val/rmse"]) == pytest.approx(one["rmse"], rel=1e-5)
     assert float(val["val/ssim"]) == pytest.approx(one["ssim"], rel=1e-4)
+
+
+def test_last_checkpoint_follows_every_epoch(tmp_path):
+    """Validation (and so best.ckpt) only after epoch 3: last.ckpt must still hold each epoch's end (Lightning's
+    save_last writes it only together with a best checkpoint, so a crash in epoch 3 would lose two epochs)."""
+
+    class LastOnDisk(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch:
+                self.seen.append((trainer.global_step, _step_in(Path(trainer.default_root_dir) / "checkpoints" /
+                                                                "last.ckpt")))
+
+    probe = LastOnDisk()
+    out = train(load_config(overrides=TINY + [f"out={tmp_path / 'r'}", "train.epochs=3", "train.val_every=3"]),
+                callbacks=[probe])
+    assert probe.seen == [(4, 4), (8, 8)]
+    assert _step_in(out / "checkpoints" / "best.ckpt") == 12

@@ -115,6 +115,12 @@ def test_challenge_224_scores_the_resized_centre_crop_only():
     resize = lambda t: torch.nn.functional.interpolate(t, size=(24, 42), mode="bilinear")[..., 9:33]  # noqa: E731
     expected = (resize(pred2) - resize(gt.clamp(0, 20))).pow(2).mean().sqrt().item()
     assert ev.compute()["rmse"] == pytest.approx(expected, rel=1e-9)
-    assert get_protocol("challenge-224").crop_size == 224
+    assert get_protocol("challenge-224").square_size == 224
+    # Squashed (participant A): both resized to 24 x 24, nothing cropped, so the wrong columns count.
+    squash = Evaluator(get_protocol("challenge-squash224", resolution="squash24"))
+    squash.process(pred2, gt)
+    resize = lambda t: torch.nn.functional.interpolate(t, size=(24, 24), mode="bilinear", antialias=True)  # noqa: E731
+    expected = (resize(pred2) - resize(gt.clamp(0, 20))).pow(2).mean().sqrt().item()
+    assert squash.compute()["rmse"] == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match="crop224"):
         get_protocol("challenge", resolution="224")

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from depthforge.cli import main
@@ -13,18 +14,20 @@ from depthforge.cli import main
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_own_data_commands_work(tmp_path, monkeypatch):
+@pytest.mark.parametrize("split_first", [False, True], ids=["images-split", "split-images"])
+def test_readme_own_data_commands_work(tmp_path, monkeypatch, split_first):
     rng = np.random.default_rng(0)
     root = tmp_path / "my_data"
     for split, stems in (("train", range(6)), ("val", range(100, 103))):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "depth" / split).mkdir(parents=True)
+        images, depth = (root / split / "images", root / split / "depth") if split_first else \
+            (root / "images" / split, root / "depth" / split)
+        images.mkdir(parents=True)
+        depth.mkdir(parents=True)
         for i in stems:
-            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
-                root / "images" / split / f"{i:04d}.jpg")
+            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(images / f"{i:04d}.jpg")
             mm = rng.integers(300, 9000, (48, 64)).astype(np.uint16)
             mm[0, :5] = 0  # no measurement
-            Image.fromarray(mm).save(root / "depth" / split / f"{i:04d}.png")
+            Image.fromarray(mm).save(depth / f"{i:04d}.png")
     block = re.search(r"<!-- own-data -->\s*```bash\n(.*?)```", README.read_text(), re.S).group(1)
     commands = [shlex.split(line) for line in block.strip().splitlines()]
     assert [c[1] for c in commands] == ["data", "train", "evaluate"]

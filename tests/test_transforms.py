@@ -86,20 +86,14 @@ def test_random_scale_zooms_and_keeps_depth_consistent():
 def test_depth_is_capped_after_a_zoom_that_divides_it():
     import numpy as np
 
-    from depthforge.data.base import DepthDataset
     from depthforge.data.transforms import RandomScale
+    from tests.conftest import ArrayDataset
 
-    class Two(DepthDataset):
-        def __len__(self):
-            return 1
+    depth = np.full((8, 8), 10.0, np.float32)
+    depth[:4] = 100.0  # sky, far beyond the cap
 
-        def get_color(self, index):
-            return np.zeros((8, 8, 3), np.uint8)
-
-        def get_depth(self, index):
-            d = np.full((8, 8), 10.0, np.float32)
-            d[:4] = 100.0  # sky, far beyond the cap
-            return d
+    def Two(**kwargs):
+        return ArrayDataset([depth], **kwargs)
 
     zoom_in = Two(max_depth=20.0, transform=RandomScale(2.0, 2.0))[0]["depth"]
     assert zoom_in.max() == 20.0  # 100 / 2 = 50 is still beyond the cap, not 20 / 2 = 10

@@ -1,20 +1,101 @@
-"""``depthforge`` command line: parse, build a config, call the library. No logic lives here."""
+"""``depthforge`` command line: parse, build a config, call the library (the logic lives in the package)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import re
 import sys
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
 
 from depthforge import __version__
 
+DESCRIPTION = ("Train, evaluate and run monocular depth models: one RGB image in, a depth map in metres out. "
+               "Run 'depthforge COMMAND --help' for a command's options.")
+DEPTH_FORMATS = ["npy", "png16", "pfm", "exr"]  # depthforge.io.FORMATS, without importing the package at start-up
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+# Options taking several values, per command, and what a value of each looks like. The first token that does not
+# look like one ends the list, so "--split train val data.depth_scale=1000" keeps the override an override and
+# "--format npy png16 photo.jpg" keeps the photo an input.
+MULTI_VALUE = {
+    "data": {"--split": lambda v: not OVERRIDE.match(v)},
+    "predict": {"--format": lambda v: v in DEPTH_FORMATS},
+    "evaluate": {"--checkpoint": lambda v: not OVERRIDE.match(v), "--predictions": lambda v: not OVERRIDE.match(v)},
+}
+
+
+def separate_values(argv: list[str]) -> list[str]:
+    """``--opt a b rest`` -> ``--opt=a --opt=b rest`` for the options in :data:`MULTI_VALUE` (declared with
+    ``action="extend"``), ending each list at the first token that is not one of its values."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    options = MULTI_VALUE.get(command, {})
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token not in options:
+            out.append(token)
+            continue
+        values = []
+        while i < len(argv) and not argv[i].startswith("-") and options[token](argv[i]):
+            values.append(argv[i])
+            i += 1
+        out += [f"{token}={v}" for v in values] if values else [token]
+    return out
+
+
+class _ConsoleFormat(logging.Formatter):
+    """INFO as the bare message; warnings and errors with their level and source."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
+def configure_console(verbosity: int = 0) -> None:
+    """One handler, one line per event: Lightning's own handler removed (it printed every INFO line twice next to
+    the root's), its advertisement for another logger and a third-party deprecation notice filtered out.
+    ``verbosity``: -1 warnings only (--quiet), 0 progress, 1 debug (--verbose). Call again after importing Lightning.
+    """
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity]
+    root = logging.getLogger()
+    if not any(getattr(h, "depthforge", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.depthforge = True
+        handler.setFormatter(_ConsoleFormat())
+        handler.addFilter(lambda record: "litlogger" not in record.getMessage())
+        # Plain console handlers (basicConfig's) would print each line again; capturing ones (pytest's) stay.
+        root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("depthforge", "lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(level)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+
+
+class UsageError(Exception):
+    """A command line that cannot work as given; exits 2 like argparse's own usage errors."""
+
 
 TTA_SCALES_HELP = ("multi-scale test-time augmentation: comma-separated input resize factors relative to the "
                    "training geometry whose predictions are averaged, e.g. 0.83,1,1.17")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number (e.g. 16)")
+    return value
 
 
 def _scales(args: argparse.Namespace) -> tuple[float, ...] | None:
@@ -23,7 +104,7 @@ def _scales(args: argparse.Namespace) -> tuple[float, ...] | None:
     try:
         return parse_scales(args.tta_scales)
     except ValueError as err:
-        raise SystemExit(f"{args.command}: {err}") from None
+        raise UsageError(str(err)) from None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,9 +114,10 @@ def _train(args: argparse.Namespace) -> int:
     from depthforge.engine import train
     from depthforge.engine.train import resume_config
 
+    configure_console(args.verbosity)  # again: importing Lightning attached its own handler
     overrides = list(args.overrides)
     if args.data:
-        overrides = [f"data.root={args.data}", "data.name=challenge"] + overrides
+        overrides = [f"data.root={args.data}", *_detected(args.data, overrides)] + overrides
     for flag, key in ((args.out, "out"), (args.max_steps, "train.max_steps"), (args.epochs, "train.epochs"),
                       (args.device, "train.device")):
         if flag is not None:
@@ -54,15 +136,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from depthforge.evaluation import get_protocol
-    from depthforge.evaluation.card import read_card, write_card
+    from depthforge.evaluation.card import card_source, read_card, write_card
     from depthforge.evaluation.protocols import Protocol
     from depthforge.evaluation.report import comparison_table, evaluate_sources
 
     command = "depthforge " + " ".join(args.argv)
     if args.card:
         card = read_card(args.card)
-        source = dict(card["source"])
-        source.pop("sha256", None)
+        source = card_source(card, args.card)
         source["data_config"] = card["data"].get("config")
         new = evaluate_sources([source], Protocol.from_dict(card["protocol"]), None, card["data"]["split"],
                                args.device, command=command)[0]
@@ -72,17 +153,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"max |recorded - now| = {diff:.3g}")
         return 0 if diff <= 1e-6 else 1
     if args.ensemble and len(args.checkpoint or []) < 2:
-        raise SystemExit("evaluate: --ensemble averages several checkpoints; give two or more with --checkpoint")
+        raise UsageError("--ensemble averages several checkpoints; give two or more with --checkpoint")
     checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
     sources = [{"checkpoint": c} for c in checkpoints] + [{"predictions": d} for d in args.predictions or []]
     if not sources:
-        raise SystemExit("evaluate: give --checkpoint CKPT..., --predictions DIR... or --card FILE")
+        raise UsageError("give --checkpoint CKPT..., --predictions DIR... or --card FILE")
     crop = args.crop
     if crop and "," in crop:
         crop = [float(v) for v in crop.split(",")]
     protocol = get_protocol(args.protocol, args.max_depth, crop=crop, alignment=args.alignment,
-                            flip_tta=True if args.flip_tta else None, tta_scales=_scales(args))
-    cards = evaluate_sources(sources, protocol, args.data, args.split, args.device, args.report, args.worst, command)
+                            flip_tta=True if args.flip_tta else None, tta_scales=_scales(args),
+                            batch_size=args.protocol_batch)
+    cards = evaluate_sources(sources, protocol, args.data, args.split, args.device, args.report, args.worst, command,
+                             args.overrides)
     print(comparison_table(cards))
     if args.json:
         if len(cards) == 1:
@@ -97,17 +180,17 @@ def _predict(args: argparse.Namespace) -> int:
     from depthforge.io import read_rgb
     from depthforge.inference import Predictor, expand_inputs, load_ensemble
     from depthforge.inference.calibration import read_points
-    from depthforge.inference.outputs import write_prediction
+    from depthforge.inference.outputs import clamp_depth, model_range, write_prediction
     from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
 
     if bool(args.checkpoint) == bool(args.onnx):
-        raise SystemExit("predict: give exactly one of --checkpoint CKPT or --onnx MODEL.onnx")
+        raise UsageError("give exactly one of --checkpoint CKPT or --onnx MODEL.onnx")
     if args.onnx:
         from depthforge.inference.export import OnnxModel
 
         model = OnnxModel(args.onnx)
         if model.config is None:
-            raise SystemExit(f"{args.onnx}: no depthforge config inside; export it with depthforge export")
+            raise UsageError(f"{args.onnx}: no depthforge config inside; export it with depthforge export")
         cfg, source = model.config, {"onnx": str(args.onnx)}
     else:
         model, cfg = load_ensemble(args.checkpoint, args.device)
@@ -120,9 +203,14 @@ def _predict(args: argparse.Namespace) -> int:
     videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     for video in videos:
         meta = {"model": cfg.model.name, **source, "video": str(video)}
-        n, out = predict_video(video, predictor, args.out,
-                               lambda d, stem: write_prediction(d, args.out, stem, args.cmap, args.vmax,
-                                                                tuple(args.format), meta), args.vmax)
+        valid = model_range(cfg.data.max_depth)
+
+        def write_frame(depth, stem, meta=meta, valid=valid):
+            depth, clamped = clamp_depth(depth, valid, stem)
+            return write_prediction(depth, args.out, stem, args.cmap, args.vmax, tuple(args.format or DEPTH_FORMATS[:1]),
+                                    {**meta, "clamped": clamped})
+
+        n, out = predict_video(video, predictor, args.out, write_frame, args.vmax)
         print(f"{video} -> {n} frames, {out}")
     images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
     paths = expand_inputs(images) if images else []
@@ -160,12 +248,13 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales) -> None:
     import numpy as np
 
     from depthforge.inference.calibration import calibrate
-    from depthforge.inference.outputs import write_prediction
+    from depthforge.inference.outputs import clamp_depth, model_range, write_prediction
     from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif
 
     h, w = depth.shape
+    depth, clamped = clamp_depth(depth, model_range(cfg.data.max_depth), str(path))
     meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
-            "flip_tta": args.flip_tta, "tta_scales": list(scales),
+            "flip_tta": args.flip_tta, "tta_scales": list(scales), "clamped": clamped,
             "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile else None}
     if points:
         cal = calibrate(depth, points, shift=args.shift)
@@ -178,7 +267,7 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales) -> None:
     else:
         k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
     meta["intrinsics"] = k.to_dict()
-    written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, tuple(args.format), meta)
+    written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, tuple(args.format or DEPTH_FORMATS[:1]), meta)
     if args.ply:
         written.append(depth_to_ply(Path(args.out) / f"{path.stem}.ply", depth, rgb, k, cfg.data.max_depth))
     tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}  (depth {depth.min():.2f}..{depth.max():.2f} m)")
@@ -205,6 +294,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detected(root: str, overrides: list[str]) -> list[str]:
+    """``["data.name=<layout found in root>"]``, printed; nothing when the overrides already name the format."""
+    from depthforge.data.detect import detect_format
+
+    if any(o.startswith("data.name=") for o in overrides):
+        return []
+    name, description = detect_format(root)
+    print(f"{root}: detected {description} (data.name={name})")
+    return [f"data.name={name}"]
+
+
 def _data_config(args: argparse.Namespace):
     from depthforge.config import load_config
 
@@ -212,7 +312,7 @@ def _data_config(args: argparse.Namespace):
     if args.format:
         overrides.insert(0, f"data.name={args.format}")
     if args.root:
-        overrides.insert(0, f"data.root={args.root}")
+        overrides = [f"data.root={args.root}", *_detected(args.root, overrides)] + overrides
     return load_config(args.config, overrides)
 
 
@@ -240,7 +340,7 @@ def _data(args: argparse.Namespace) -> int:
         print("OK" if n == 0 else f"{n} error(s)")
         return 0 if n == 0 else 1
     if not args.out:
-        raise SystemExit(f"data {args.action}: --out is required")
+        raise UsageError(f"{args.action}: --out is required")
     if args.action == "convert":
         counts = convert(cfg.data, splits, args.out)
         print(f"wrote {counts} to {args.out} (generic layout: data.name=folder data.root={args.out})")
@@ -266,32 +366,40 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="depthforge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="depthforge", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=__version__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    talk = common.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    talk.add_argument("-v", "--verbose", action="store_true", help="print debug messages too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model (default: the baseline on the embedded synthetic scenes)")
+    p = sub.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train a model (default: the baseline on the embedded synthetic scenes)")
     p.add_argument("--config", help="recipe YAML file or bundled recipe name (e.g. baseline)")
     p.add_argument("--resume", help="continue this run folder from checkpoints/last.ckpt (overrides may follow)")
-    p.add_argument("--data", help="challenge-layout data root (sets data.name=challenge)")
+    p.add_argument("--data", help="data root; its layout is detected (or give data.name=...)")
     p.add_argument("--out", help="run folder (default runs/<time>-<model>)")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (sets train.max_steps)")
+    p.add_argument("--epochs", type=int, help="number of epochs (sets train.epochs)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (sets train.device)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=1e-4 data.batch_size=8")
     p.set_defaults(fn=_train)
 
-    p = sub.add_parser("evaluate", help="score checkpoints or prediction folders; compare; write eval cards")
-    p.add_argument("--checkpoint", nargs="+", help="one or more checkpoints")
+    p = sub.add_parser("evaluate", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="score checkpoints or prediction folders; compare; write eval cards")
+    p.add_argument("--checkpoint", nargs="+", action="extend", help="one or more checkpoints")
     p.add_argument("--ensemble", action="store_true",
                    help="score the mean prediction of the --checkpoint models as one source")
-    p.add_argument("--predictions", nargs="+", help="folders of <stem>.npy predictions in metres")
+    p.add_argument("--predictions", nargs="+", action="extend", help="folders of <stem>.npy predictions in metres")
     p.add_argument("--card", help="re-run a saved eval card (JSON) and compare with its recorded numbers")
-    p.add_argument("--data", help="challenge-layout data root (default: the checkpoint's own data)")
-    p.add_argument("--split", default="val")
+    p.add_argument("--data", help="data root in any layout train accepts, detected (default: the checkpoint's own "
+                                  "data)")
+    p.add_argument("--split", help="data split to score (default: the checkpoint's data.val_split, else val)")
     p.add_argument("--protocol", default="challenge",
                    help="challenge | challenge-224 | standard | nyu-eigen | kitti-garg | relative")
     p.add_argument("--max-depth", type=float, help="override the protocol's depth cap (metres)")
+    p.add_argument("--protocol-batch", type=_positive_int, metavar="N",
+                   help="batch size of a per-batch protocol (challenge: 16, as the course; participants A and C "
+                        "used 32, B 64); recorded in the eval card. The pooled all-pixel RMSE does not depend on it")
     p.add_argument("--crop", help="none | eigen | garg | top,bottom,left,right (fractions or pixels)")
     p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
@@ -299,19 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the eval card here (JSON, plus Markdown beside it)")
     p.add_argument("--report", help="folder for per-image CSV, worst-N grid, error-by-depth and density plots")
     p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("overrides", nargs="*", help="data overrides for the data scored, e.g. data.depth_scale=256")
     p.set_defaults(fn=_evaluate)
 
-    p = sub.add_parser("predict", help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
+    p = sub.add_parser("predict", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
     p.add_argument("--checkpoint", action="append",
                    help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
                         "(an ensemble)")
     p.add_argument("--onnx", help="run an exported ONNX model with ONNX Runtime instead of a checkpoint")
     p.add_argument("inputs", nargs="+", help="image files, folders or video files (.mp4 .avi .mov .mkv .webm)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--format", nargs="+", default=["npy"], choices=["npy", "png16", "pfm", "exr"],
-                   help="raw depth formats (each with a <file>.json sidecar)")
-    p.add_argument("--cmap", default="magma")
+    p.add_argument("--format", nargs="+", action="extend", choices=DEPTH_FORMATS,
+                   help="raw depth formats, each with a <file>.json sidecar (default: npy)")
+    p.add_argument("--cmap", default="magma", help="matplotlib colour map of the <stem>_color.png preview")
     p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
@@ -319,32 +428,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", help="tiled inference for large images: window HxW in pixels, e.g. 720x1280")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     p.add_argument("--fx", type=float, help="focal length in pixels (else EXIF, else the --hfov guess)")
-    p.add_argument("--fy", type=float)
-    p.add_argument("--cx", type=float)
-    p.add_argument("--cy", type=float)
+    p.add_argument("--fy", type=float, help="vertical focal length in pixels (default: --fx)")
+    p.add_argument("--cx", type=float, help="principal point x in pixels (default: the image centre)")
+    p.add_argument("--cy", type=float, help="principal point y in pixels (default: the image centre)")
     p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view guess in degrees")
     p.add_argument("--calibrate", help="CSV of x,y,metres known distances: fit scale (and --shift) per image")
     p.add_argument("--point", action="append", help="a known distance x,y,metres (repeat); with or without --calibrate")
     p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
     p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(fn=_predict)
 
-    p = sub.add_parser("data", help="check, convert, cache or preview a data set")
-    p.add_argument("action", choices=["check", "convert", "cache", "preview"])
+    p = sub.add_parser("data", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="check, convert, cache or preview a data set")
+    p.add_argument("action", choices=["check", "convert", "cache", "preview"], help="what to do")
     p.add_argument("root", nargs="?", help="data root (manifest CSV, .mat file or folder)")
     p.add_argument("--format", help="synthetic | challenge | folder | manifest | nyu | nyu-mat | kitti | cache")
     p.add_argument("--config", help="recipe whose data section to use")
-    p.add_argument("--split", nargs="+", help="splits (default: the config's train and val)")
+    p.add_argument("--split", nargs="+", action="extend", help="splits (default: the config's train and val)")
     p.add_argument("--png", help="check: write sample pairs here")
     p.add_argument("--out", help="convert/cache: output folder; preview: PNG file")
     p.add_argument("--n", type=int, default=8, help="preview: samples")
     p.add_argument("overrides", nargs="*", help="data overrides, e.g. data.depth_scale=256")
     p.set_defaults(fn=_data)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export, with a parity check")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--format", default="onnx", choices=["onnx", "torch"])
+    p = sub.add_parser("export", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="export a checkpoint to ONNX or torch.export, with a parity check")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torch"], help="onnx (ONNX Runtime) or torch (.pt2)")
     p.add_argument("--out", required=True, help="output path (suffix .onnx / .pt2 is set)")
     p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |exported - eager|")
     p.set_defaults(fn=_export)
@@ -352,10 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    given = list(argv) if argv is not None else sys.argv[1:]
+    args, extra = parser.parse_known_args(separate_values(given))
+    args.argv = given
+    args.verbosity = 1 if args.verbose else -1 if args.quiet else 0
+    configure_console(args.verbosity)
     # Overrides may follow options (argparse stops filling positionals at the first option).
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = list(args.overrides) + extra
@@ -369,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
+    except UsageError as err:
+        print(f"depthforge {args.command}: error: {err}\n(see depthforge {args.command} --help)", file=sys.stderr)
+        return 2
     except (ConfigError, DataError, CheckpointError, PretrainedWeightsError, ParityError, FileNotFoundError,
             KeyError, ValueError) as err:
         print(f"depthforge {args.command}: error: {err}", file=sys.stderr)

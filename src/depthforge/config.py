@@ -104,6 +104,9 @@ class OptimConfig:
     step_size_down: int = 2000
     cyclic_mode: str = "triangular2"
     warmup_steps: int = 0
+    # Warm-up as a share of the scheduled steps (followed when a time budget re-fits the schedule); warmup_steps
+    # then caps it (0: no cap). 0 = the fixed warmup_steps.
+    warmup_fraction: float = 0.0
     poly_power: float = 0.9
     # Learning rate of the encoder relative to decoder and head (transfer learning: pretrained layers move slower).
     encoder_lr_mult: float = 1.0
@@ -136,6 +139,9 @@ class TrainConfig:
     accumulate_grad_batches: int = 1
     grad_clip: float | None = None
     ema_decay: float | None = None
+    # EMA horizon 1 / (1 - decay) as a share of the scheduled steps, so short runs average over a matching window;
+    # ema_decay then caps the decay. 0 = the fixed ema_decay.
+    ema_fraction: float = 0.0
     early_stop_patience: int | None = None
     deterministic: bool = False
     # Also write last.ckpt every N optimiser steps, so a crash or kill -9 loses at most N steps.

@@ -11,6 +11,7 @@ from PIL import Image
 
 from depthforge.config import DataConfig
 from depthforge.data.datamodule import build_dataset
+from depthforge.data.pairs import KEEP_INVALID
 from depthforge.io import DataError
 from depthforge.viz import colorize
 
@@ -18,37 +19,44 @@ from depthforge.viz import colorize
 MM_SUSPECT_M = 200.0
 
 
+# Examples named per problem kind in the report.
+EXAMPLES = 3
+
+
 def _kind(message: str) -> str:
     for key, label in (("no partner", "unpaired"), ("does not match", "size mismatch"), ("NaN/inf", "NaN/inf"),
-                       ("unreadable", "unreadable")):
+                       ("unreadable image", "unreadable image"), ("unreadable", "unreadable depth"),
+                       ("listed in", "missing file")):
         if key in message:
             return label
     return "other"
 
 
+def _problem(report: dict, kind: str, message: str) -> None:
+    report["problems"][kind] += 1
+    if len(report["examples"].setdefault(kind, [])) < EXAMPLES:
+        report["examples"][kind].append(message)
+
+
 def check_split(cfg: DataConfig, split: str) -> dict:
-    """Counts, problems (with the first file of each kind), depth statistics and suspicions for one split."""
+    """Counts, every problem kind (with its count and first files), depth statistics and suspicions for a split."""
     report: dict = {"split": split, "problems": Counter(), "examples": {}, "n": 0}
-    raw_cfg = dataclasses.replace(cfg, max_depth=float("inf"), cache=False)
+    # Every pair kept, bad ones included, and unpaired files listed: each problem is counted under its own kind.
+    raw_cfg = dataclasses.replace(cfg, max_depth=float("inf"), cache=False, skip_invalid=KEEP_INVALID)
     try:
-        dataset = build_dataset(dataclasses.replace(raw_cfg, skip_invalid=False), split, train=False)
+        dataset = build_dataset(raw_cfg, split, train=False)
     except DataError as err:
-        report["problems"][_kind(str(err))] += 1
-        report["examples"].setdefault(_kind(str(err)), str(err))
-        try:
-            dataset = build_dataset(dataclasses.replace(raw_cfg, skip_invalid=True), split, train=False)
-            report["problems"]["unpaired"] = getattr(dataset, "skipped", 1) or 1
-        except DataError as err2:
-            report["fatal"] = str(err2)
-            return report
+        report["fatal"] = str(err)
+        return report
+    for path in getattr(dataset, "unpaired", []):
+        _problem(report, "unpaired", f"{path}: has no partner")
     values, invalid, total, sizes, good = [], 0, 0, Counter(), []
     rng = np.random.default_rng(0)
     for i in range(len(dataset)):
         try:
             color, depth = dataset.load(i)
         except DataError as err:
-            report["problems"][_kind(str(err))] += 1
-            report["examples"].setdefault(_kind(str(err)), str(err))
+            _problem(report, _kind(str(err)), str(err))
             continue
         sizes[f"{depth.shape[1]}x{depth.shape[0]}"] += 1
         valid = np.isfinite(depth) & (depth > 0)
@@ -92,7 +100,8 @@ def format_report(reports: list[dict]) -> str:
             lines.append(f"  ERROR {r['fatal']}")
             continue
         for kind, count in r["problems"].items():
-            lines.append(f"  ERROR {count} {kind}: e.g. {r['examples'].get(kind, '')}")
+            lines.append(f"  ERROR {count} {kind}" + (":" if count <= EXAMPLES else f", the first {EXAMPLES}:"))
+            lines += [f"    {message}" for message in r["examples"].get(kind, [])]
         lines.append(f"  image sizes: {r.get('sizes')}")
         if "depth" in r:
             d = r["depth"]

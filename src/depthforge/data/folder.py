@@ -4,6 +4,7 @@ Generic folder::
 
     ROOT/images/[<split>/]<stem>.jpg|png|...       RGB
     ROOT/depth/[<split>/]<stem>.npy|png|pfm|exr    depth (16-bit PNG: metres = value / depth_scale; 0 = no data)
+    or split first: ROOT/<split>/images/ and ROOT/<split>/depth/
     ROOT/splits/<split>.txt                        optional: one stem per line
     ROOT/intrinsics.json                           optional: {"fx", "fy", "cx", "cy"} for every image
 
@@ -34,10 +35,13 @@ class FolderDataset(PairDataset):
         stems = None
         if split and (images_root / split).is_dir():
             images_root, depth_root = images_root / split, depth_root / split
+        elif split and (root / split / image_dir).is_dir():  # split first: ROOT/<split>/images/
+            images_root, depth_root = root / split / image_dir, root / split / depth_dir
         elif split and (root / "splits" / f"{split}.txt").is_file():
             stems = {s.strip() for s in (root / "splits" / f"{split}.txt").read_text().splitlines() if s.strip()}
         elif split and split not in ("all", "train"):
-            raise DataError(f"{root}: no split '{split}': expected {image_dir}/{split}/ or splits/{split}.txt")
+            raise DataError(f"{root}: no split '{split}': expected {image_dir}/{split}/, {split}/{image_dir}/ or "
+                            f"splits/{split}.txt")
         images = list_files(images_root, IMAGE_SUFFIXES)
         depths = [p for p in list_files(depth_root, DEPTH_SUFFIXES)]
         if not images:
@@ -94,4 +98,5 @@ class ManifestDataset(PairDataset):
             raise DataError(f"{gone}: listed in {manifest} but missing ({len(missing)} such row(s)); fix the path "
                             "or pass data.skip_invalid=true")
         pairs = [p for p in pairs if p not in missing]
-        super().__init__(pairs, max_depth, transform, skip_invalid, cache, str(manifest), len(missing))
+        super().__init__(pairs, max_depth, transform, skip_invalid, cache, str(manifest),
+                         [p.image if not p.image.is_file() else p.depth for p in missing])

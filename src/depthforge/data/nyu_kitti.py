@@ -24,7 +24,7 @@ class NYUFolderDataset(PairDataset):
                  transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False,
                  cache: bool = False):
         root = Path(root)
-        pairs = []
+        pairs, unpaired = [], []
         for image in list_files(root, (".jpg", ".jpeg"), recursive=True):
             depth = image.with_suffix(".png")
             if depth.is_file():
@@ -32,7 +32,9 @@ class NYUFolderDataset(PairDataset):
             elif not skip_invalid:
                 raise DataError(f"{image}: no depth {depth.name} beside it; NYU scene folders pair <n>.jpg "
                                 "with <n>.png")
-        super().__init__(pairs, max_depth, transform, skip_invalid, cache, str(root))
+            else:
+                unpaired.append(image)
+        super().__init__(pairs, max_depth, transform, skip_invalid, cache, str(root), unpaired)
 
     def get_depth(self, index: int) -> np.ndarray:
         from PIL import Image

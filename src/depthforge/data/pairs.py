@@ -28,31 +28,39 @@ class Pair:
     stem: str = ""
 
 
+# ``skip_invalid`` value for ``data check``: keep every pair (bad ones included) and collect unpaired files, so each
+# problem can be reported; nothing is validated, dropped or logged.
+KEEP_INVALID = "keep"
+
+
 class PairDataset(DepthDataset):
     """Samples from explicit file pairs.
 
     Args:
         pairs: the files, in order.
-        skip_invalid: check every pair once up front and drop (and count) those that fail.
+        skip_invalid: ``True``: check every pair once up front and drop (and count) those that fail;
+            :data:`KEEP_INVALID`: keep them all (``data check`` inspects each).
         name: what the data set is, for messages.
+        unpaired: files without a partner, already left out of ``pairs`` (counted as skipped).
     """
 
     def __init__(self, pairs: list[Pair], max_depth: float = 20.0,
-                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool = False,
-                 cache: bool = False, name: str = "data set", skipped: int = 0):
+                 transform: Callable[[Sample], Sample] | None = None, skip_invalid: bool | str = False,
+                 cache: bool = False, name: str = "data set", unpaired: list[Path] | tuple = ()):
         super().__init__(max_depth=max_depth, transform=transform, cache=cache)
-        if not pairs:
+        if not pairs and skip_invalid != KEEP_INVALID:
             raise DataError(f"{name}: no image/depth pairs found; check the folder names and file extensions")
         self.pairs = list(pairs)
-        self.skipped = skipped
-        if skip_invalid:
+        self.unpaired = list(unpaired)
+        self.skipped = len(self.unpaired)
+        if skip_invalid is True:
             bad = {index for index, _ in self.validate()}
             self.pairs = [p for i, p in enumerate(self.pairs) if i not in bad]
             self.skipped += len(bad)
             if not self.pairs:
                 raise DataError(f"{name}: every sample is invalid")
-        if self.skipped:
-            log.warning("%s: skipped %d invalid or unpaired sample(s)", name, self.skipped)
+        if self.skipped and skip_invalid is True:
+            log.warning("%s: skipped %d invalid or unpaired sample(s) (data.skip_invalid=true)", name, self.skipped)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -76,9 +84,9 @@ def stem_key(stem: str) -> tuple[int, int | str]:
     return (0, int(stem)) if stem.isdigit() else (1, stem)
 
 
-def pair_by_stem(images: list[Path], depths: list[Path], where: str, skip_invalid: bool, scale: float = 1.0,
-                 key: Callable[[Path], str] = lambda p: p.stem) -> tuple[list[Pair], int]:
-    """Pair files with equal keys, in natural order; unpaired files raise (naming one) unless skipped."""
+def pair_by_stem(images: list[Path], depths: list[Path], where: str, skip_invalid: bool | str, scale: float = 1.0,
+                 key: Callable[[Path], str] = lambda p: p.stem) -> tuple[list[Pair], list[Path]]:
+    """Pair files with equal keys, in natural order; unpaired files (returned) raise, naming one, unless skipped."""
     by_image = {key(p): p for p in images}
     by_depth = {key(p): p for p in depths}
     unpaired = sorted([by_image[k] for k in by_image.keys() - by_depth.keys()]
@@ -87,7 +95,7 @@ def pair_by_stem(images: list[Path], depths: list[Path], where: str, skip_invali
         raise DataError(f"{unpaired[0]}: has no partner ({len(unpaired)} unpaired file(s) in {where}); add the "
                         "partner or remove the file (or pass data.skip_invalid=true)")
     keys = sorted(by_image.keys() & by_depth.keys(), key=stem_key)
-    return [Pair(by_image[k], by_depth[k], scale, k) for k in keys], len(unpaired)
+    return [Pair(by_image[k], by_depth[k], scale, k) for k in keys], unpaired
 
 
 def list_files(folder: Path, suffixes: tuple[str, ...], recursive: bool = False) -> list[Path]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from PIL import Image
 
-from depthforge.viz import comparison_row
+from depthforge.engine.optim import ema_decay, warmup_steps
+from depthforge.viz.plots import save_grid
 
+log = logging.getLogger(__name__)
 
 _TMP_SUFFIX = ".tmp"
 
@@ -46,10 +49,25 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+# What evaluation, prediction, export and model.init_from read (weights, the EMA's raw counterpart, config, step).
+EVALUATION_KEYS = ("state_dict", "current_model_state", "depthforge", "epoch", "global_step", "hyper_parameters",
+                   "pytorch-lightning_version")
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O that writes through :func:`atomic_torch_save` and loads with ``weights_only``."""
+    """Lightning checkpoint I/O that writes through :func:`atomic_torch_save` and loads with ``weights_only``.
+
+    Files named in ``evaluation_only`` (``best.ckpt``) keep only :data:`EVALUATION_KEYS`: no optimiser or
+    scheduler state, so they are about a third of a resumable ``last.ckpt`` for an Adam-trained model.
+    """
+
+    def __init__(self, evaluation_only: tuple[str, ...] = ("best.ckpt",)):
+        super().__init__()
+        self.evaluation_only = evaluation_only
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if Path(path).name in self.evaluation_only:
+            checkpoint = {k: v for k, v in checkpoint.items() if k in EVALUATION_KEYS}
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
@@ -84,8 +102,13 @@ class CheckpointMetadata(L.Callback):
         from depthforge import __version__
 
         cfg = pl_module.cfg
+        steps = pl_module.schedule_length.steps
         checkpoint["depthforge"] = {"version": __version__, "model_name": cfg.model.name, "config": cfg.to_dict(),
-                                    "schedule_steps": pl_module.schedule_length.steps}
+                                    "schedule_steps": steps,
+                                    # what the run-length rules resolved to (optim.warmup_fraction, train.ema_fraction)
+                                    "resolved": {"warmup_steps": warmup_steps(cfg.optim, steps),
+                                                 "ema_decay": ema_decay(cfg.train.ema_decay, cfg.train.ema_fraction,
+                                                                        steps)}}
         checkpoint["rng"] = rng_state()
         # Plain dict: Lightning's AttributeDict would not pass torch.load(weights_only=True).
         checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))
@@ -131,27 +154,53 @@ def _file_id(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-class PeriodicCheckpoint(L.Callback):
-    """``last.ckpt`` every ``every`` optimiser steps: a crash or ``kill -9`` loses at most that much work."""
+class EpochLine(L.Callback):
+    """One plain log line per epoch (where no progress bar is drawn: logs, CI, nohup): step, losses, validation."""
 
-    def __init__(self, path: str | Path, every: int):
-        self.path, self.every = Path(path), int(every)
+    def __init__(self):
+        self.start = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks run before the module logs this epoch's val/* there.
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        parts = [f"{k} {float(m[k]):.4f}" for k in ("train/loss", "val/rmse", "val/ssim") if k in m]
+        log.info("epoch %d/%d, step %d: %s (%.1f min)", trainer.current_epoch + 1, trainer.max_epochs,
+                 trainer.global_step, ", ".join(parts), (time.monotonic() - self.start) / 60)
+
+
+class LastCheckpoint(L.Callback):
+    """``last.ckpt`` at the end of every epoch and, with ``every``, every ``every`` optimiser steps (a crash or
+    ``kill -9`` then loses at most that much work).
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also saves a top-k checkpoint,
+    so after the best epoch it would go stale; this writes it unconditionally, after the best-checkpoint callback
+    (``on_train_epoch_end`` follows the epoch's validation), so its state includes this epoch's best.
+    """
+
+    def __init__(self, path: str | Path, every: int | None = None):
+        self.path, self.every = Path(path), int(every or 0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if trainer.global_step and trainer.global_step % self.every == 0:
+        if self.every and trainer.global_step and trainer.global_step % self.every == 0:
             trainer.save_checkpoint(self.path, weights_only=False)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
 
-def ema_with_warmup(decay: float):
+
+def ema_with_warmup(decay: float | Callable[[], float]):
     """``multi_avg_fn`` for :class:`torch.optim.swa_utils.AveragedModel`: the EMA ``avg <- d * avg + (1 - d) * x``
     with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (the warm-up of TensorFlow's
     ExponentialMovingAverage ``num_updates``), so early averages do not drag the random initial decoder along and
-    short runs and early validations benefit too. Integer buffers (BatchNorm's batch counter) follow the model."""
+    short runs and early validations benefit too. Integer buffers (BatchNorm's batch counter) follow the model.
+    ``decay`` may be a callable, read at every update (a decay derived from a schedule a time budget re-fits)."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
+        d = min(decay() if callable(decay) else decay, (1.0 + n) / (10.0 + n))
         if torch.is_floating_point(averaged[0]):
             torch._foreach_lerp_(averaged, current, 1.0 - d)
         else:
@@ -210,7 +259,8 @@ class BudgetSchedule(L.Callback):
 
 
 class PreviewCallback(L.Callback):
-    """After each validation, write ``RUN/previews/epoch_XXX.png``: input | truth | prediction | |error| (magma)."""
+    """After each validation, write ``RUN/previews/epoch_XXX.png``: input | truth | prediction | |error|, columns
+    titled, colour bars in metres."""
 
     def __init__(self, out_dir: str | Path, dataset: torch.utils.data.Dataset, num: int = 4):
         self.out_dir = Path(out_dir)
@@ -227,6 +277,6 @@ class PreviewCallback(L.Callback):
             image = sample["image"][None].to(pl_module.device)
             pred = pl_module.predict_native(image)[0, 0].float().cpu().numpy()
             rgb = (sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-            rows.append(comparison_row(rgb, sample["depth"][0].numpy(), pred, pl_module.cfg.data.max_depth))
+            rows.append((rgb, sample["depth"][0].numpy(), pred))
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate(rows, axis=0)).save(self.out_dir / f"epoch_{trainer.current_epoch:03d}.png")
+        save_grid(rows, pl_module.cfg.data.max_depth, self.out_dir / f"epoch_{trainer.current_epoch:03d}.png")

@@ -45,6 +45,27 @@ class ScheduleLength:
         self.steps = max(int(steps), 1)
 
 
+def warmup_steps(cfg: OptimConfig, steps: int) -> int:
+    """The warm-up for a schedule of ``steps``: ``warmup_fraction`` of it, capped by ``warmup_steps`` (a fixed
+    ``warmup_steps`` when the fraction is 0). A 100-step run then warms up for 5 steps, not 300."""
+    if cfg.warmup_fraction <= 0:
+        return cfg.warmup_steps
+    share = max(1, round(cfg.warmup_fraction * steps))
+    return min(share, cfg.warmup_steps) if cfg.warmup_steps > 0 else share
+
+
+# Shortest EMA horizon (steps) a run-length-derived decay may have: below it the average is barely smoothing.
+MIN_EMA_HORIZON = 10.0
+
+
+def ema_decay(cap: float | None, fraction: float, steps: int) -> float | None:
+    """The EMA decay for a schedule of ``steps``: horizon ``1 / (1 - decay) = fraction * steps``, capped by ``cap``
+    (``cap`` itself when the fraction is 0)."""
+    if not fraction or not cap:
+        return cap
+    return min(cap, 1.0 - 1.0 / max(MIN_EMA_HORIZON, fraction * steps))
+
+
 def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, length: ScheduleLength | int
                     ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A per-step schedule: ``cyclic`` (the report's CyclicLR), ``cosine`` with linear warm-up, or ``none``."""
@@ -62,9 +83,11 @@ def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, length: 
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
                                                    total_steps=length.steps)
     if cfg.scheduler in ("cosine", "poly"):
-        warmup = cfg.warmup_steps
+        warmed = [False]  # a finished warm-up stays finished when a budget later lengthens the schedule
 
         def factor(step: int) -> float:
+            warmup = 0 if warmed[0] else warmup_steps(cfg, length.steps)  # follows a re-fitted length
+            warmed[0] = warmed[0] or step >= warmup
             if step < warmup:
                 return (step + 1) / warmup
             progress = min(1.0, (step - warmup) / max(1, length.steps - warmup))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -13,10 +16,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from depthforge.config import Config, ConfigError, load_config, save_config
 from depthforge.data import build_dataset, build_loader
-from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, FaultCheckpoint,
-                                         PeriodicCheckpoint, PreviewCallback, ema_with_warmup, remove_stale_temps)
+from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, EpochLine,
+                                         FaultCheckpoint, LastCheckpoint, PreviewCallback, ema_with_warmup,
+                                         remove_stale_temps)
 from depthforge.engine.loggers import AppendingCSVLogger
 from depthforge.engine.module import DepthModule
+from depthforge.engine.optim import ScheduleLength, ema_decay, warmup_steps
 from depthforge.inference.checkpoint import init_weights_from
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,10 @@ def run_dir(cfg: Config) -> Path:
     if cfg.out:
         return Path(cfg.out)
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model.name}"
+
+
+def _decay_text(decay: float | None) -> str:
+    return "off" if not decay else f"{decay:.5g} (horizon {1 / (1 - decay):.0f} steps)"
 
 
 def resume_config(run: str | Path, overrides: list[str] | None = None) -> Config:
@@ -51,8 +60,21 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     epoch and step, RNG states; logs are appended. A resume from an epoch boundary is exact; one from a mid-epoch
     checkpoint (Ctrl-C, SIGTERM, ``train.ckpt_every_steps``) restarts that epoch's data order.
     """
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     out = run_dir(cfg)
+    created = not out.exists()
+    try:
+        return _fit(cfg, out, resume, callbacks)
+    except Exception:
+        # A run that failed before its first checkpoint (bad data, missing weights) leaves no folder behind
+        # that looks like a run; one this call did not create is never touched.
+        if created and out.is_dir() and not any((out / "checkpoints").glob("*.ckpt")):
+            shutil.rmtree(out, ignore_errors=True)
+            log.warning("removed %s: the run failed before writing a checkpoint", out)
+        raise
+
+
+def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | None) -> Path:
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
     cfg.out = str(out)
     ckpt_dir = out / "checkpoints"
@@ -63,19 +85,27 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
 
     t = cfg.train
     trainer_callbacks = [BudgetSchedule(t.max_minutes)] if t.max_minutes else []
-    if t.ckpt_every_steps:
-        trainer_callbacks.append(PeriodicCheckpoint(ckpt_dir / "last.ckpt", t.ckpt_every_steps))
+    # Progress bars only on a terminal: in a log file their carriage returns are noise; a line per epoch instead.
+    progress_bar = t.progress_bar and sys.stderr.isatty()
+    if not progress_bar:
+        trainer_callbacks.append(EpochLine())
+    trainer_callbacks.append(LastCheckpoint(ckpt_dir / "last.ckpt", t.ckpt_every_steps))
+    length: dict[str, ScheduleLength] = {}  # the module's, once it exists: a budget re-fits it during the run
     if t.ema_decay:
         from lightning.pytorch.callbacks import WeightAveraging
 
-        trainer_callbacks.append(WeightAveraging(multi_avg_fn=ema_with_warmup(t.ema_decay)))
+        def decay() -> float:
+            return ema_decay(t.ema_decay, t.ema_fraction, length["schedule"].steps)
+
+        trainer_callbacks.append(WeightAveraging(multi_avg_fn=ema_with_warmup(decay)))
     if t.early_stop_patience:
         trainer_callbacks.append(EarlyStopping("val/rmse", patience=t.early_stop_patience, mode="min"))
 
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    # best.ckpt can only be judged where validation runs: with val_every > 1 an epoch without val/rmse is skipped.
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/rmse", mode="min", save_top_k=1,
-                                 save_last=True, every_n_epochs=t.ckpt_every, auto_insert_metric_name=False)
+                                 every_n_epochs=math.lcm(t.ckpt_every, t.val_every), auto_insert_metric_name=False)
     trainer = L.Trainer(
         default_root_dir=out,
         accelerator=_accelerator(t.device),
@@ -97,7 +127,7 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
         logger=[AppendingCSVLogger(save_dir=out, name="", version=""),
                 TensorBoardLogger(save_dir=out, name="tb", version="")],
         plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=progress_bar,
         num_sanity_val_steps=0,
         # Training data is sharded below; validation runs whole on every rank so metrics equal a 1-process run.
         use_distributed_sampler=False,
@@ -119,6 +149,10 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
         trainer.limit_train_batches = t.max_steps * t.accumulate_grad_batches
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     module = DepthModule(cfg.to_dict(), total_steps=total_steps)
+    length["schedule"] = module.schedule_length
+    log.info("schedule: %d steps planned%s; warm-up %d steps; EMA decay %s", total_steps,
+             f" (re-fitted to the {t.max_minutes:g}-minute budget as the run goes)" if t.max_minutes else "",
+             warmup_steps(cfg.optim, total_steps), _decay_text(ema_decay(t.ema_decay, t.ema_fraction, total_steps)))
     if cfg.model.init_from and not resume:
         init_weights_from(module.model, cfg.model.init_from)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)

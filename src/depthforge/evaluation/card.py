@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from itertools import zip_longest
@@ -55,14 +56,55 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SOURCE_KEYS = ("checkpoint", "predictions")
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def write_card(card: dict, path: str | Path) -> tuple[Path, Path]:
-    """Write ``path`` (JSON) and the Markdown beside it (same name, ``.md``)."""
+    """Write ``path`` (JSON) and the Markdown beside it (same name, ``.md``).
+
+    The source's files are also recorded as absolute paths and relative to the card (``source["locations"]``), so
+    ``evaluate --card`` re-runs from any working directory and after the card and its run move together.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    source = card["source"]
+    locations = {}
+    for key in SOURCE_KEYS:
+        if key in source:
+            files = [Path(f).resolve() for f in _as_list(source[key])]
+            locations[key] = {"absolute": [str(f) for f in files],
+                              "relative_to_card": [os.path.relpath(f, path.parent.resolve()) for f in files]}
+    card = {**card, "source": {**source, "locations": locations}}
     path.write_text(json.dumps(card, indent=2))
     md = path.with_suffix(".md")
     md.write_text(card_markdown(card))
     return path, md
+
+
+def card_source(card: dict, path: str | Path) -> dict:
+    """The card's source with each file found: as recorded (relative to the working directory), else the absolute
+    path, else relative to the card; a file found nowhere is an error listing where it was looked for."""
+    source = {k: v for k, v in card["source"].items() if k not in ("sha256", "locations")}
+    for key in SOURCE_KEYS:
+        if key not in source:
+            continue
+        where = card["source"].get("locations", {}).get(key, {})
+        recorded = _as_list(source[key])
+        found = []
+        for i, name in enumerate(recorded):
+            tries = [Path(name), *(Path(where[k][i]) for k in ("absolute",) if k in where),
+                     *(Path(path).parent / where[k][i] for k in ("relative_to_card",) if k in where)]
+            hit = next((t for t in tries if t.exists()), None)
+            if hit is None:
+                raise FileNotFoundError(f"{path}: {key} '{name}' not found (looked at {', '.join(map(str, tries))}); "
+                                        "move the card together with its run, or re-run evaluate")
+            found.append(str(hit))
+        source[key] = found if isinstance(source[key], (list, tuple)) else found[0]
+    return source
 
 
 def read_card(path: str | Path) -> dict:

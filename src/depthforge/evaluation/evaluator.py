@@ -20,11 +20,13 @@ METRICS = ("rmse", "mae", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "de
            "edge_precision", "edge_recall", "edge_f1")
 
 
-def resize_centre_crop(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, size: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Short side to ``size``, then the centre ``size x size`` (torchvision's Resize + CenterCrop, as the baseline's
-    data pipeline); prediction and target bilinear, the mask nearest."""
+def resize_square(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, size: int, crop: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``crop``: short side to ``size``, then the centre ``size x size`` (torchvision's Resize + CenterCrop, as the
+    baseline's data pipeline); else squashed to ``size x size``. Prediction and target bilinear, the mask nearest."""
     def geometry(t: torch.Tensor, mode: TF.InterpolationMode) -> torch.Tensor:
+        if not crop:
+            return TF.resize(t, [size, size], interpolation=mode)
         return TF.center_crop(TF.resize(t, [size], interpolation=mode), [size, size])
 
     bilinear, nearest = TF.InterpolationMode.BILINEAR, TF.InterpolationMode.NEAREST
@@ -87,8 +89,8 @@ class Evaluator:
             gt = gt.clamp(0.0, p.max_depth)
         else:
             valid &= (gt > p.min_depth) & (gt <= p.max_depth)
-        if p.crop_size:  # after the clip, as a data pipeline clips targets before it resizes them
-            pred, gt, valid = resize_centre_crop(pred, gt, valid, p.crop_size)
+        if p.square_size:  # after the clip, as a data pipeline clips targets before it resizes them
+            pred, gt, valid = resize_square(pred, gt, valid, p.square_size, p.resolution.startswith("crop"))
         pred = align(pred, gt, valid, p.alignment)
         if p.clamp_pred:
             pred = pred.clamp(p.min_depth, p.max_depth)
@@ -113,10 +115,10 @@ class Evaluator:
 
         ``sizes``: each sample's own (h, w) when the batch was zero-padded to a common size (mask False there).
         """
-        if self.protocol.crop_size and sizes and len(set(map(tuple, sizes))) > 1:
+        if self.protocol.square_size and sizes and len(set(map(tuple, sizes))) > 1:
             raise ValueError(f"protocol {self.protocol.name} resizes whole batches; it needs images of one size")
         pred, gt, valid = self.prepare(pred, gt, mask)
-        if self.protocol.crop_size:
+        if self.protocol.square_size:
             sizes = None
         stems = stems or [str(self.n + i) for i in range(pred.shape[0])]
         sizes = sizes or [tuple(gt.shape[-2:])] * len(stems)
@@ -129,10 +131,17 @@ class Evaluator:
         self._accumulate_pixels(pred, gt, valid)
         self.n += pred.shape[0]
 
+    def pooled_rmse(self) -> float:
+        """RMSE over every valid pixel of the split at once: independent of batching and image sizes."""
+        count = float(self.bin_count.sum())
+        return math.sqrt(float(self.bin_sq.sum()) / count) if count else math.nan
+
     def compute(self) -> dict[str, float]:
-        """Mean of each metric over batches (per_batch protocols) or images, ignoring undefined (NaN) entries."""
+        """Mean of each metric over batches (per_batch protocols) or images, ignoring undefined (NaN) entries,
+        plus ``rmse_pooled`` (all pixels at once; with the course's per-batch RMSE it is what makes numbers from
+        different batch sizes comparable)."""
         rows = self._batch_rows if self.protocol.per_batch else self.image_rows
-        return {k: _nanmean([r[k] for r in rows]) for k in METRICS}
+        return {**{k: _nanmean([r[k] for r in rows]) for k in METRICS}, "rmse_pooled": self.pooled_rmse()}
 
     def result(self) -> dict:
         """The JSON-ready result: protocol, metrics and sample count."""

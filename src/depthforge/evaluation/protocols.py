@@ -33,7 +33,8 @@ class Protocol:
             geometry whose predictions are averaged; ``(1.0,)`` = none.
         resolution: ``native``: predictions are resized to the ground truth, never the reverse; ``cropN`` (e.g.
             ``crop224``): then both are resized (bilinear) to a short side of N and centre-cropped to NxN, the
-            baseline report's scoring geometry (not a fair comparison: it drops the image sides and smooths edges).
+            baseline report's scoring geometry (not a fair comparison: it drops the image sides and smooths edges);
+            ``squashN`` (e.g. ``squash224``): both resized to NxN, the aspect ratio not kept (participant A's).
         edge_ratio: depth ratio between neighbours that counts as an occlusion edge (edge metrics).
         source: where the protocol comes from.
     """
@@ -56,20 +57,22 @@ class Protocol:
     source: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"protocol batch_size must be a positive whole number, got {self.batch_size!r}")
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"protocol alignment '{self.alignment}' unknown; use one of {ALIGNMENTS}")
         try:  # normalised to a tuple of floats (a JSON list from an eval card included)
             object.__setattr__(self, "tta_scales", check_scales(self.tta_scales))
         except ValueError as err:
             raise ValueError(f"protocol tta_scales: {err}") from None
-        if self.resolution != "native" and not re.fullmatch(r"crop[1-9]\d*", self.resolution):
-            raise ValueError(f"protocol resolution '{self.resolution}' unknown; use 'native' or 'cropN' (e.g. "
+        if self.resolution != "native" and not re.fullmatch(r"(crop|squash)[1-9]\d*", self.resolution):
+            raise ValueError(f"protocol resolution '{self.resolution}' unknown; use 'native', 'squashN' or 'cropN' (e.g. "
                              "crop224: short side resized to N, centre NxN crop)")
 
     @property
-    def crop_size(self) -> int | None:
-        """N of a ``cropN`` resolution, else None."""
-        return None if self.resolution == "native" else int(self.resolution[4:])
+    def square_size(self) -> int | None:
+        """N of a ``cropN`` or ``squashN`` resolution (scored at NxN), else None."""
+        return None if self.resolution == "native" else int(re.sub(r"\D", "", self.resolution))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -101,6 +104,11 @@ PROTOCOLS: dict[str, Protocol] = {
     "challenge-224": Protocol("challenge-224", 0.0, 20.0, clip_target=True, clamp_pred=False, per_batch=True,
                               batch_size=16, ssim_range=None, ssim_padding="zeros", resolution="crop224",
                               source="DLRP course baseline report's 224x224 centre-crop scoring (data set README)"),
+    # Participant A's scoring geometry: prediction and clipped target squashed to 224x224 (aspect ratio lost).
+    "challenge-squash224": Protocol("challenge-squash224", 0.0, 20.0, clip_target=True, clamp_pred=False,
+                                    per_batch=True, batch_size=16, ssim_range=None, ssim_padding="zeros",
+                                    resolution="squash224",
+                                    source="participant A's 224x224 squashed scoring (data README)"),
     # Per image over valid pixels (1e-3 < gt <= 20 m), predictions clamped to the cap, SSIM with data range = cap
     # and 'valid' windows (equal to scikit-image / torchmetrics with the same settings).
     "standard": Protocol("standard", MIN_DEPTH, 20.0,

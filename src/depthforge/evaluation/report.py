@@ -11,6 +11,7 @@ import torch
 
 from depthforge.config import DataConfig, load_config
 from depthforge.data import DepthDataset, build_dataset
+from depthforge.data.detect import detect_format
 from depthforge.evaluation.card import checkpoint_paths, make_card
 from depthforge.evaluation.evaluator import METRICS, Evaluator
 from depthforge.evaluation.protocols import Protocol
@@ -26,9 +27,13 @@ def source_name(source: dict) -> str:
     return name if len(paths) == 1 else f"ensemble{len(paths)}-{name}"
 
 
-def resolve_source(source: dict, data_root: str | None, split: str, protocol: Protocol, device: str
-                   ) -> tuple[Predict, DepthDataset, DataConfig]:
-    """The predictor, the raw (uncapped) evaluation dataset and the data config for one source."""
+def resolve_source(source: dict, data_root: str | None, split: str | None, protocol: Protocol, device: str,
+                   data_overrides: list[str] | tuple = ()) -> tuple[Predict, DepthDataset, DataConfig]:
+    """The predictor, the raw (uncapped) evaluation dataset and the data config for one source.
+
+    The data is the checkpoint's own unless ``data_root`` (any layout; detected) or ``data_overrides``
+    (``data.key=value``) say otherwise; ``split`` defaults to the data config's ``val_split``.
+    """
     from depthforge.inference import load_ensemble
 
     data_cfg = DataConfig()
@@ -42,9 +47,17 @@ def resolve_source(source: dict, data_root: str | None, split: str, protocol: Pr
     if source.get("data_config"):
         data_cfg = load_config(base={"data": source["data_config"]}).data
     if data_root:
-        data_cfg = dataclasses.replace(data_cfg, name="challenge", root=str(data_root))
+        named = any(o.startswith("data.name=") for o in data_overrides)
+        data_cfg = dataclasses.replace(data_cfg, root=str(data_root),
+                                       **({} if named else {"name": detect_format(data_root)[0]}))
+    if data_overrides:
+        wrong = [o for o in data_overrides if not o.startswith("data.")]
+        if wrong:
+            raise ValueError(f"evaluate takes data overrides only (data.key=value), got {wrong}")
+        data_cfg = load_config(base={"data": dataclasses.asdict(data_cfg)}, overrides=list(data_overrides)).data
     # Targets are loaded raw; the protocol alone decides clipping and masking.
-    dataset = build_dataset(dataclasses.replace(data_cfg, max_depth=float("inf")), split, train=False)
+    dataset = build_dataset(dataclasses.replace(data_cfg, max_depth=float("inf")), split or data_cfg.val_split,
+                            train=False)
     if predict is None:
         predict = folder_predictor(source["predictions"])
     return predict, dataset, data_cfg
@@ -78,15 +91,16 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
 
 
 @torch.inference_mode()
-def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | None = None, split: str = "val",
+def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | None = None, split: str | None = None,
                      device: str = "cpu", report_dir: str | Path | None = None, worst: int = 8,
-                     command: str = "") -> list[dict]:
+                     command: str = "", data_overrides: list[str] | tuple = ()) -> list[dict]:
     """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``."""
     cards = []
     for source in sources:
-        predict, dataset, data_cfg = resolve_source(source, data_root, split, protocol, device)
+        predict, dataset, data_cfg = resolve_source(source, data_root, split, protocol, device, data_overrides)
         evaluator = run_evaluation(dataset, predict, protocol)
-        data = {"name": data_cfg.name, "root": data_cfg.root, "split": split, "config": dataclasses.asdict(data_cfg)}
+        data = {"name": data_cfg.name, "root": data_cfg.root, "split": split or data_cfg.val_split,
+                "config": dataclasses.asdict(data_cfg)}
         card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data, command)
         if report_dir:
             paths = write_report(evaluator, dataset, predict, Path(report_dir) / source_name(source), worst)
@@ -95,11 +109,34 @@ def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | N
     return cards
 
 
-def comparison_table(cards: list[dict], columns: tuple[str, ...] = ("rmse", "ssim", "abs_rel", "delta1", "silog",
-                                                                     "edge_f1")) -> str:
-    """A Markdown table: one row per source."""
+# Why a metric can be undefined (NaN) for a whole data set, printed under the table instead of a bare "nan".
+UNDEFINED_WHY = {
+    "edge_precision": "is undefined: the predictions have no depth edges (no neighbours differing by the protocol's "
+                      "edge_ratio)",
+    "edge_recall": "is undefined: the ground truth has no depth edges (no valid neighbours differing by the "
+                   "protocol's edge_ratio)",
+    "edge_f1": "is undefined: it needs depth edges in both the ground truth and the prediction (neighbours "
+               "differing by the protocol's edge_ratio, 1.15 by default); smooth or sparse depth has none",
+}
+
+
+def comparison_table(cards: list[dict], columns: tuple[str, ...] = ("rmse", "rmse_pooled", "ssim", "abs_rel",
+                                                                     "delta1", "silog", "edge_f1")) -> str:
+    """A Markdown table: one row per source; a per-batch protocol shows its batch size (``challenge/b16``)."""
     head = "| source | protocol | n | " + " | ".join(columns) + " |"
     sep = "|---|---|---|" + "---|" * len(columns)
-    rows = [f"| {source_name(c['source'])} | {c['protocol']['name']} | {c['n']} | "
-            + " | ".join(f"{c['metrics'][k]:.4f}" for k in columns) + " |" for c in cards]
-    return "\n".join([head, sep, *rows])
+
+    def protocol(p: dict) -> str:
+        return f"{p['name']}/b{p['batch_size']}" if p.get("per_batch") else p["name"]
+
+    undefined = sorted({k for c in cards for k in columns if k in c["metrics"] and c["metrics"][k] != c["metrics"][k]})
+
+    def value(metrics: dict, key: str) -> str:
+        if key not in metrics:
+            return "-"  # a card from before the metric existed
+        return "n/a" if key in undefined and metrics[key] != metrics[key] else f"{metrics[key]:.4f}"
+
+    rows = [f"| {source_name(c['source'])} | {protocol(c['protocol'])} | {c['n']} | "
+            + " | ".join(value(c["metrics"], k) for k in columns) + " |" for c in cards]
+    notes = [f"n/a: {k} {UNDEFINED_WHY.get(k, 'is undefined for every image')}" for k in undefined]
+    return "\n".join([head, sep, *rows, *([""] + notes if notes else [])])

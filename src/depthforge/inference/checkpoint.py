@@ -21,12 +21,31 @@ def _read(path: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint not found; runs keep them in RUN/checkpoints/{{best,last}}.ckpt")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign files raise several types
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
+    except Exception:  # truncated or foreign files raise several types
+        # PyTorch's own message suggests weights_only=False (arbitrary code execution): never repeat that advice.
+        raise CheckpointError(f"{path}: not a depthforge checkpoint ({_what_it_is(path)}); pass a .ckpt written "
+                              "by depthforge train (RUN/checkpoints/best.ckpt or last.ckpt)") from None
     meta = ckpt.get("depthforge") if isinstance(ckpt, dict) else None
     if not meta:
         raise CheckpointError(f"{path}: no 'depthforge' metadata; was it written by depthforge train?")
     return ckpt
+
+
+def _what_it_is(path: Path) -> str:
+    """A short description of a file that failed to load as a checkpoint, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "a zip archive that safe loading rejects: a pickled Python object or another program's model"
+    if head[:1] == b"\x80":
+        return "a legacy pickle file, which safe loading does not open"
+    for magic, kind in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8", "a JPEG image"), (b"\x93NUMPY", "a NumPy array"),
+                        (b"\x08", "possibly an ONNX model: use --onnx")):
+        if head.startswith(magic):
+            return kind
+    return "unrecognised content"
 
 
 def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from depthforge.io import write_depth
+from depthforge.metrics.functional import MIN_DEPTH
 from depthforge.viz import colorize
+
+log = logging.getLogger(__name__)
+
+
+def model_range(max_depth: float) -> tuple[float, float]:
+    """The depths a model trained with cap ``max_depth`` can mean: ``(MIN_DEPTH, max_depth]`` metres."""
+    return MIN_DEPTH, float(max_depth)
+
+
+def clamp_depth(depth: np.ndarray, valid_range: tuple[float, float], name: str) -> tuple[np.ndarray, dict]:
+    """Depth clamped to ``valid_range`` and what was clamped (for the sidecar); warns with the share of pixels.
+
+    An unbounded head (the report's baseline) can output negative or huge values on images unlike its training
+    data; written files must never hold impossible depth without saying so. Scoring does not use this: the course
+    protocol scores raw predictions.
+    """
+    lo, hi = valid_range
+    finite = np.isfinite(depth)
+    below, above = float(((depth < lo) | ~finite).mean()), float((depth > hi).mean())
+    info = {"range": [lo, hi], "below": below, "above": above,
+            "raw_range": [float(np.nanmin(depth)), float(np.nanmax(depth))] if finite.any() else None}
+    if below or above:
+        log.warning("%s: %.1f%% of pixels below %g m and %.1f%% above %g m (raw %s) clamped into the model's valid "
+                    "range; the image may be unlike the model's training data", name, 100 * below, lo, 100 * above,
+                    hi, "no finite value" if info["raw_range"] is None else
+                    f"{info['raw_range'][0]:.2f}..{info['raw_range'][1]:.2f} m")
+    return np.clip(np.nan_to_num(depth, nan=lo, posinf=hi, neginf=lo), lo, hi).astype(np.float32), info
 
 
 def write_prediction(depth: np.ndarray, out_dir: str | Path, stem: str, cmap: str = "magma",

@@ -23,18 +23,21 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, pretrained: str | None = "none", **overrides: Any) -> nn.Module:
+def create_model(name: str, pretrained: str | bool | None = "none", **overrides: Any) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: a name from :func:`list_models`.
         pretrained: ``none``, ``imagenet`` (downloads through torchvision/timm; fails clearly offline) or the path of
-            a local weights file for the encoder.
+            a local weights file for the encoder; as in timm, ``True`` means the model's default weights
+            (``imagenet``) and ``False`` none.
         **overrides: builder keyword arguments; ``None`` values are dropped so CLI defaults never override a
             model's own defaults.
     """
     if name not in _MODELS:
         raise KeyError(f"unknown model '{name}'; available: {', '.join(list_models())}")
+    if isinstance(pretrained, bool):
+        pretrained = "imagenet" if pretrained else "none"
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     model = _MODELS[name](pretrained=pretrained or "none", **kwargs)
     model.name = name

@@ -9,9 +9,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from depthforge.viz.colormap import comparison_row  # noqa: E402
 
 
 def plot_error_by_depth(bins: dict, path: str | Path, title: str = "") -> Path:
@@ -49,7 +46,34 @@ def plot_density(density: np.ndarray, max_depth: float, path: str | Path, title:
     return Path(path)
 
 
+COLUMNS = ("input", "ground truth (m)", "prediction (m)", "|error| (m)")
+
+
+def comparison_figure(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], max_depth: float) -> plt.Figure:
+    """``(image, truth, prediction)`` triples as rows of input | truth | prediction | |error|, columns titled,
+    with colour bars in metres (depth: near is bright, 0..max_depth; error: 0..max_depth / 4)."""
+    height, width = rows[0][0].shape[:2]
+    scale = 2.2 / max(height, width) * 1.6
+    fig, axes = plt.subplots(len(rows), 4, squeeze=False, figsize=(4 * width * scale + 1.6, len(rows) * height * scale
+                                                                    + 0.6), layout="constrained")
+    depth_img = error_img = None
+    for r, (image, gt, pred) in enumerate(rows):
+        axes[r, 0].imshow(image)
+        depth_img = axes[r, 1].imshow(gt, cmap="magma_r", vmin=0, vmax=max_depth)
+        axes[r, 2].imshow(pred, cmap="magma_r", vmin=0, vmax=max_depth)
+        error_img = axes[r, 3].imshow(np.abs(pred - gt), cmap="magma", vmin=0, vmax=max_depth / 4)
+    for c, title in enumerate(COLUMNS):
+        axes[0, c].set_title(title, fontsize=9)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.colorbar(depth_img, ax=axes[:, 1:3], label="depth (m)", shrink=0.9)
+    fig.colorbar(error_img, ax=axes[:, 3], label="|error| (m)", shrink=0.9)
+    return fig
+
+
 def save_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], max_depth: float, path: str | Path) -> Path:
-    """Stack ``(image, truth, prediction)`` triples as input | truth | prediction | error rows."""
-    Image.fromarray(np.concatenate([comparison_row(i, g, p, max_depth) for i, g, p in rows], axis=0)).save(path)
+    """Write :func:`comparison_figure` as a PNG."""
+    fig = comparison_figure(rows, max_depth)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return Path(path)
