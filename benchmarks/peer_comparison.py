@@ -36,10 +36,11 @@ TTA = {"none": {}, "flip": {"flip_tta": True}, "flip+ms": {"flip_tta": True, "tt
 
 def score(checkpoint: str, data: str, tta: str, device: str) -> dict:
     """Challenge metrics at every batch size, pooled RMSE, and challenge-224 at batch 16, for one TTA setting."""
-    evaluators = {f"challenge/b{b}": Evaluator(get_protocol("challenge", batch_size=b, **TTA[tta])) for b in BATCHES}
+    protocols = {f"challenge/b{b}": get_protocol("challenge", batch_size=b, **TTA[tta]) for b in BATCHES}
     # The baseline report's geometry and batch, and participant A's.
-    evaluators["challenge-224/b16"] = Evaluator(get_protocol("challenge-224", **TTA[tta]))
-    evaluators["challenge-squash224/b32"] = Evaluator(get_protocol("challenge-squash224", batch_size=32, **TTA[tta]))
+    protocols["challenge-224/b16"] = get_protocol("challenge-224", **TTA[tta])
+    protocols["challenge-squash224/b32"] = get_protocol("challenge-squash224", batch_size=32, **TTA[tta])
+    evaluators = {name: Evaluator(p, per_image=False) for name, p in protocols.items()}
     predict, dataset, _ = resolve_source({"checkpoint": checkpoint}, data, "val",
                                          evaluators["challenge/b16"].protocol, device)
     for batch in build_loader(dataset, max(BATCHES), shuffle=False):

@@ -216,3 +216,16 @@ def test_per_batch_rmse_at_batch_1_16_and_the_whole_split_by_hand():
     assert abs(by_hand(1) - by_hand(16)) > 1e-3 and abs(by_hand(16) - pooled) > 1e-3  # batching matters
     with pytest.raises(ValueError, match="batch_size must be a positive"):
         get_protocol("challenge", batch_size=0)
+
+
+def test_batch_only_evaluator_gives_the_same_numbers_without_image_rows():
+    rng = np.random.default_rng(1)
+    gt = torch.from_numpy(rng.uniform(0.5, 30, (4, 1, 6, 8)))
+    pred = gt + torch.from_numpy(rng.normal(0, 1, gt.shape))
+    full, lean = Evaluator(get_protocol("challenge")), Evaluator(get_protocol("challenge"), per_image=False)
+    for ev in (full, lean):
+        ev.process(pred, gt)
+    assert lean.compute() == pytest.approx(full.compute(), nan_ok=True)
+    assert len(full.image_rows) == 4 and lean.image_rows == []
+    with pytest.raises(ValueError, match="averages per image"):
+        Evaluator(get_protocol("standard"), per_image=False)

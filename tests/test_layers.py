@@ -16,7 +16,7 @@ import depthforge
 
 # Bottom to top; units on one rank are peers and must not import each other. Mirrored in ARCHITECTURE.md.
 LAYERS: list[tuple[str, ...]] = [
-    ("depthforge", "depthforge.config"),
+    ("depthforge", "depthforge.config", "depthforge.console"),
     ("depthforge.io",),
     ("depthforge.viz", "depthforge.metrics"),
     ("depthforge.data", "depthforge.models", "depthforge.losses"),

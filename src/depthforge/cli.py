@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import sys
-import warnings
 from pathlib import Path
 
 from tqdm import tqdm
 
 from depthforge import __version__
+from depthforge.console import configure_console
 
 DESCRIPTION = ("Train, evaluate and run monocular depth models: one RGB image in, a depth map in metres out. "
                "Run 'depthforge COMMAND --help' for a command's options.")
@@ -46,38 +45,6 @@ def separate_values(argv: list[str]) -> list[str]:
             i += 1
         out += [f"{token}={v}" for v in values] if values else [token]
     return out
-
-
-class _ConsoleFormat(logging.Formatter):
-    """INFO as the bare message; warnings and errors with their level and source."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelno == logging.INFO:
-            return record.getMessage()
-        return f"{record.levelname} {record.name}: {record.getMessage()}"
-
-
-def configure_console(verbosity: int = 0) -> None:
-    """One handler, one line per event: Lightning's own handler removed (it printed every INFO line twice next to
-    the root's), its advertisement for another logger and a third-party deprecation notice filtered out.
-    ``verbosity``: -1 warnings only (--quiet), 0 progress, 1 debug (--verbose). Call again after importing Lightning.
-    """
-    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity]
-    root = logging.getLogger()
-    if not any(getattr(h, "depthforge", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.depthforge = True
-        handler.setFormatter(_ConsoleFormat())
-        handler.addFilter(lambda record: "litlogger" not in record.getMessage())
-        # Plain console handlers (basicConfig's) would print each line again; capturing ones (pytest's) stay.
-        root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
-    root.setLevel(logging.WARNING)
-    for name in ("depthforge", "lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-        logger.setLevel(level)
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
 
 
 class UsageError(Exception):

@@ -41,9 +41,14 @@ def _nanmean(values: list[float]) -> float:
 class Evaluator:
     """Scores batches of (N, 1, H, W) predictions against native-resolution targets."""
 
-    def __init__(self, protocol: Protocol, bins: int = 20):
+    def __init__(self, protocol: Protocol, bins: int = 20, per_image: bool = True):
+        """``per_image=False``: a per-batch protocol's numbers only, without per-image rows (no CSV, no worst-N),
+        for scoring the same predictions under many protocols at a fraction of the cost."""
+        if not per_image and not protocol.per_batch:
+            raise ValueError(f"protocol {protocol.name} averages per image: it needs per_image=True")
         self.protocol = protocol
         self.bins = bins
+        self.per_image = per_image
         self.reset()
 
     def reset(self) -> None:
@@ -122,7 +127,7 @@ class Evaluator:
             sizes = None
         stems = stems or [str(self.n + i) for i in range(pred.shape[0])]
         sizes = sizes or [tuple(gt.shape[-2:])] * len(stems)
-        for i, (stem, (h, w)) in enumerate(zip(stems, sizes)):
+        for i, (stem, (h, w)) in enumerate(zip(stems, sizes) if self.per_image else ()):
             own = (slice(i, i + 1), slice(None), slice(0, h), slice(0, w))
             if valid[own].any():
                 self.image_rows.append({"stem": stem, **self._score(pred[own], gt[own], valid[own])})

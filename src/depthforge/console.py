@@ -1,0 +1,38 @@
+"""Console output of the command line: one handler, one line per event, chosen verbosity."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+class _ConsoleFormat(logging.Formatter):
+    """INFO as the bare message; warnings and errors with their level and source."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
+def configure_console(verbosity: int = 0) -> None:
+    """One handler, one line per event: Lightning's own handler removed (it printed every INFO line twice next to
+    the root's), its advertisement for another logger and a third-party deprecation notice filtered out.
+    ``verbosity``: -1 warnings only (--quiet), 0 progress, 1 debug (--verbose). Call again after importing Lightning.
+    """
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity]
+    root = logging.getLogger()
+    if not any(getattr(h, "depthforge", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.depthforge = True
+        handler.setFormatter(_ConsoleFormat())
+        handler.addFilter(lambda record: "litlogger" not in record.getMessage())
+        # Plain console handlers (basicConfig's) would print each line again; capturing ones (pytest's) stay.
+        root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("depthforge", "lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(level)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
