@@ -29,7 +29,7 @@ def test_unknown_key_is_named(tmp_path):
         load_config("no-such-recipe")
 
 
-@pytest.mark.parametrize("recipe", ["baseline", "cpu", "gpu"])
+@pytest.mark.parametrize("recipe", ["baseline", "cpu", "gpu", "small-real"])
 def test_bundled_recipes_build(recipe):
     from depthforge.models import list_models
     from depthforge.losses import LOSSES

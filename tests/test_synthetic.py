@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from depthforge.data import SyntheticScenes
 from depthforge.data.synthetic import SKY_DEPTH, Box, Camera, Plane, Scene, Sphere, render
@@ -54,3 +55,34 @@ def test_dataset_is_deterministic_per_seed_and_split():
     assert not np.array_equal(a.get_depth(0), SyntheticScenes(3, seed=5, split="val").get_depth(0))
     s = a[0]
     assert s["image"].shape == (3, 144, 256) and s["depth"].max() <= 20.0
+
+
+def test_rooms_are_closed_and_within_indoor_range():
+    ds = SyntheticScenes(4, 48, 64, seed=3, scene="room")
+    for i in range(4):
+        depth = ds.get_depth(i)
+        assert np.isfinite(depth).all() and depth.max() < 12.0 and depth.min() > 0.0  # walls everywhere, no sky
+    street = SyntheticScenes(4, 48, 64, seed=3)
+    assert max(street.get_depth(i).max() for i in range(4)) == SKY_DEPTH
+    with pytest.raises(ValueError, match="room"):
+        SyntheticScenes(1, scene="cave")
+
+
+def test_sensor_depth_drops_out_of_range_and_edges_and_adds_distance_noise():
+    from depthforge.data.synthetic import sensor_depth
+
+    # Left half a near wall (1 m), right half a far one (4 m), a strip beyond the range (9 m): one depth edge.
+    exact = np.full((200, 300), 1.0, np.float32)
+    exact[:, 150:] = 4.0
+    exact[:, 280:] = 9.0
+    rec = sensor_depth(exact, np.random.default_rng(0), max_range=8.0, blobs=0)
+    assert (rec[:, 280:] == 0).all()  # beyond the range: no data
+    assert (rec[:, 149:151] == 0).all()  # the depth edge is a hole
+    assert (rec[:, :140] > 0).all() and (rec[:, 160:270] > 0).all()  # flat surfaces keep their data
+    near, far = rec[:, :140] - 1.0, rec[:, 160:270] - 4.0
+    # sigma 1.2 mm + 1.9 mm (z - 0.4)^2: ~1.9 mm at 1 m, ~26 mm at 4 m; millimetre steps
+    assert 0.001 < near.std() < 0.003 and 0.02 < far.std() < 0.032
+    np.testing.assert_allclose(rec * 1000, np.round(rec * 1000), atol=1e-3)
+    plain = sensor_depth(exact, np.random.default_rng(1), max_range=20.0, blobs=0)
+    blobs = sensor_depth(exact, np.random.default_rng(1), max_range=20.0, blobs=6)
+    assert ((blobs == 0) >= (plain == 0)).all() and (blobs == 0).sum() > (plain == 0).sum() + 100  # dropouts

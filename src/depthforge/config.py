@@ -30,6 +30,7 @@ class SyntheticConfig:
     height: int = 144
     width: int = 256
     seed: int = 0
+    scene: str = "street"  # street (outdoor, sky at 100 m, like the challenge data) | room (indoor, within 12 m)
 
 
 @dataclass

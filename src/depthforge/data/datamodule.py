@@ -30,7 +30,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, transform: bool = Tr
         s = cfg.synthetic
         n = s.num_train if split == cfg.train_split else s.num_val
         return SyntheticScenes(n, s.height, s.width, s.seed, split="train" if split == cfg.train_split else "val",
-                               max_depth=cfg.max_depth, transform=tf)
+                               max_depth=cfg.max_depth, transform=tf, scene=s.scene)
     if not cfg.root:
         raise DataError(f"data.name={cfg.name} needs data.root (or --data ROOT)")
     root = Path(cfg.root)

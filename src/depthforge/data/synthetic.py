@@ -226,16 +226,81 @@ def random_scene(rng: np.random.Generator, height: int, width: int) -> tuple[Sce
     return Scene(objects, sun=sun), camera
 
 
+def random_room(rng: np.random.Generator, height: int, width: int) -> tuple[Scene, Camera]:
+    """An indoor scene: a closed room 3-8 m wide and 4-9 m deep with furniture-like boxes and balls; and a camera.
+
+    Every ray hits a surface within about 12 m, as in indoor RGB-D data (NYU, ScanNet); no sky.
+    """
+    hfov = math.radians(rng.uniform(55, 75))  # RGB-D sensors: about 58-70 degrees
+    f = width / (2 * math.tan(hfov / 2))
+    half_w, depth_, ceiling = float(rng.uniform(1.5, 4)), float(rng.uniform(4, 9)), float(rng.uniform(2.4, 3.2))
+    camera = Camera(height, width, f, f, width / 2, height / 2,
+                    position=(float(rng.uniform(-half_w + 0.5, half_w - 0.5)), float(rng.uniform(1.0, 1.8)), 0.0),
+                    yaw=float(rng.uniform(-0.5, 0.5)), pitch=float(rng.uniform(-0.35, 0.1)))
+    walls = [((0, 1, 0), 0.0), ((0, -1, 0), -ceiling), ((1, 0, 0), -half_w), ((-1, 0, 0), -half_w),
+             ((0, 0, -1), -depth_), ((0, 0, 1), -1.0)]
+    objects: list = [Plane(n, off, _colour(rng), str(rng.choice(["checker", "stripes", "noise"])),
+                           float(rng.uniform(0.3, 1.5))) for n, off in walls]
+    for _ in range(int(rng.integers(2, 9))):
+        sx, sy, sz = rng.uniform(0.3, 1.8), rng.uniform(0.3, 1.6), rng.uniform(0.3, 1.5)
+        x, z = rng.uniform(-half_w + sx / 2, half_w - sx / 2), rng.uniform(1.0, depth_ - sz / 2)
+        objects.append(Box((x - sx / 2, 0.0, z - sz / 2), (x + sx / 2, sy, z + sz / 2), _colour(rng),
+                           str(rng.choice(["stripes", "checker", "noise"])), float(rng.uniform(0.1, 0.5))))
+    for _ in range(int(rng.integers(0, 3))):
+        r = rng.uniform(0.1, 0.5)
+        objects.append(Sphere((rng.uniform(-half_w + r, half_w - r), r, rng.uniform(1.0, depth_ - r)), r,
+                              _colour(rng), "noise", float(rng.uniform(0.1, 0.3))))
+    light = (float(rng.uniform(-1, 1)), float(rng.uniform(0.3, 1)), float(rng.uniform(-1, 1)))
+    return Scene(objects, sun=light), camera
+
+
+SCENES = {"street": random_scene, "room": random_room}
+
+
+def sensor_depth(depth: np.ndarray, rng: np.random.Generator, min_range: float = 0.5, max_range: float = 8.0,
+                 edge_holes: float = 0.08, blobs: int = 6) -> np.ndarray:
+    """What a structured-light / stereo RGB-D sensor would record of the exact ``depth``: 0 where it has no data.
+
+    - out of range (nearer than ``min_range``, farther than ``max_range``): 0;
+    - axial noise growing with the square of the distance, sigma = 1.2 mm + 1.9 mm * (z - 0.4 m)^2 (the Kinect
+      model of Nguyen, Izadi and Lovell, 3DIMPVT 2012);
+    - holes along depth edges (occlusion shadows and mixed pixels): pixels whose 3x3 neighbourhood spans more than
+      ``edge_holes`` of their depth, grown by 0-2 pixels;
+    - ``blobs`` random elliptic dropouts (dark, shiny or transparent surfaces);
+    - quantised to millimetres, as a 16-bit PNG stores it.
+    """
+    z = depth.astype(np.float64)
+    h, w = z.shape
+    out = z + rng.normal(size=z.shape) * (0.0012 + 0.0019 * (z - 0.4) ** 2)
+    invalid = (z < min_range) | (z > max_range)
+    pad = np.pad(z, 1, mode="edge")
+    windows = np.stack([pad[i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    edges = (windows.max(0) - windows.min(0)) > edge_holes * z
+    for _ in range(int(rng.integers(0, 3))):
+        grown = np.pad(edges, 1)
+        edges = edges | grown[2:, 1:-1] | grown[:-2, 1:-1] | grown[1:-1, 2:] | grown[1:-1, :-2]
+    invalid |= edges
+    v, u = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(0, blobs + 1))):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(0.02, 0.12) * h, rng.uniform(0.02, 0.12) * w
+        invalid |= ((v - cy) / ry) ** 2 + ((u - cx) / rx) ** 2 < 1
+    return np.where(invalid, 0.0, np.round(out * 1000) / 1000).astype(np.float32)
+
+
 class SyntheticScenes(DepthDataset):
     """Deterministic procedural samples: sample ``i`` of a split is the same for the same ``seed``, everywhere."""
 
     def __init__(self, num_samples: int = 256, height: int = 144, width: int = 256, seed: int = 0,
                  split: str = "train", max_depth: float = 20.0,
-                 transform: Callable[[Sample], Sample] | None = None):
+                 transform: Callable[[Sample], Sample] | None = None, scene: str = "street"):
         # Rendering costs tens of milliseconds a sample: always keep rendered pairs.
         super().__init__(max_depth=max_depth, transform=transform, cache=True)
         self.num_samples, self.height, self.width = num_samples, height, width
         self.seed, self.split = seed, split
+        if scene not in SCENES:
+            raise ValueError(f"unknown synthetic scene '{scene}'; choose from {sorted(SCENES)}")
+        self.scene = scene
 
     def __len__(self) -> int:
         return self.num_samples
@@ -248,7 +313,7 @@ class SyntheticScenes(DepthDataset):
 
     def _render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, _SPLIT_IDS.get(self.split, 3), index])
-        scene, camera = random_scene(rng, self.height, self.width)
+        scene, camera = SCENES[self.scene](rng, self.height, self.width)
         return render(scene, camera)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
