@@ -51,7 +51,7 @@ def in_range(gt: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 def analyse(checkpoint: str, data: str, flip: bool) -> dict:
     protocol = dataclasses.replace(get_protocol("challenge"), flip_tta=flip)
-    predict, dataset, _ = resolve_source({"checkpoint": checkpoint}, data, "val", protocol, "cpu")
+    predict, dataset, *_ = resolve_source({"checkpoint": checkpoint}, data, "val", protocol, "cpu")
     groups = {f"within {r} px of a depth edge": (lambda g, p, r=r: near_edge(g, r)) for r in RADII}
     groups |= {(f"gt = {lo:g} m (clipped far field)" if lo == hi else f"gt in [{lo:g}, {hi:g}) m"):
                (lambda g, p, lo=lo, hi=hi: in_range(g, lo, hi)) for lo, hi in DEPTH_RANGES}

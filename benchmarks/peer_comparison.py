@@ -41,8 +41,8 @@ def score(checkpoint: str, data: str, tta: str, device: str) -> dict:
     protocols["challenge-224/b16"] = get_protocol("challenge-224", **TTA[tta])
     protocols["challenge-squash224/b32"] = get_protocol("challenge-squash224", batch_size=32, **TTA[tta])
     evaluators = {name: Evaluator(p, per_image=False) for name, p in protocols.items()}
-    predict, dataset, _ = resolve_source({"checkpoint": checkpoint}, data, "val",
-                                         evaluators["challenge/b16"].protocol, device)
+    predict, dataset, *_ = resolve_source({"checkpoint": checkpoint}, data, "val",
+                                            evaluators["challenge/b16"].protocol, device)
     for batch in build_loader(dataset, max(BATCHES), shuffle=False):
         pred = predict(batch)
         stems = list(batch["meta"]["stem"])

@@ -3,12 +3,12 @@
 The data stand in for a user's own small RGB-D set: indoor rooms from the procedural renderer at 320x240, depth as a
 structured-light sensor records it (0.5-8 m range, distance-squared noise, holes along depth edges and random dropouts,
 ``depthforge.data.synthetic.sensor_depth``), stored as 16-bit millimetre PNGs listed in a manifest CSV with a
-``test`` split. Each arm is trained with ``depthforge train`` for the same wall-clock budget and scored with
+``test`` split. Each arm is trained with ``depthforge train`` for the same budget (optimiser steps or minutes) and scored with
 ``depthforge evaluate`` (standard protocol, 10 m cap) twice on the test split: against the sensor's depth (what a user
 can measure) and against the renderer's exact depth (what the sensor should have seen, holes filled).
 
 Usage (the rows in BENCHMARKS.md name the exact command):
-    python benchmarks/small_real.py --minutes 12 --arms cpu,small-real,small-real+init \\
+    python benchmarks/small_real.py --steps 450 --arms cpu,small-real,small-real+init \\
         --init runs/cpu/checkpoints/last.ckpt
 
 Writes the data to ``--work``/data (once), runs to ``--work``/<arm>, and the table to
@@ -68,7 +68,10 @@ def make_data(root: Path, n_train: int, n_test: int, height: int, width: int, se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, required=True, help="training wall-clock budget of each arm")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float, help="training wall-clock budget of each arm")
+    budget.add_argument("--steps", type=int, help="optimiser steps of each arm (the same network and batch: the same "
+                                                 "compute, whatever else runs on the machine)")
     parser.add_argument("--arms", default="cpu,small-real", help=f"comma-separated subset of {list(ARMS)}")
     parser.add_argument("--init", help="small-real+init: a depthforge checkpoint of the same model (other data)")
     parser.add_argument("--work", default="runs/small-real")
@@ -91,8 +94,9 @@ def main() -> None:
     rows = []
     for arm in arms:
         out = work / arm
+        budget = [f"train.max_minutes={args.minutes}"] if args.minutes else ["--max-steps", str(args.steps)]
         train_cmd = ["train", *ARMS[arm], "--data", str(manifest), "--out", str(out), "data.val_split=test",
-                     f"train.max_minutes={args.minutes}", "train.progress_bar=false", "train.num_previews=0"]
+                     *budget, "train.progress_bar=false", "train.num_previews=0"]
         if arm == "small-real+init":
             train_cmd.append(f"model.init_from={args.init}")
         start = time.perf_counter()
@@ -124,7 +128,7 @@ def main() -> None:
         f"{r['scores']['exact']['delta1']:.3f} |" for r in rows]
     table = "\n".join(lines)
     print(table)
-    meta = {"command": "python " + " ".join(sys.argv), "machine": machine, "minutes": args.minutes,
+    meta = {"command": "python " + " ".join(sys.argv), "machine": machine, "minutes": args.minutes, "steps": args.steps,
             "data": {"train": args.n_train, "test": args.n_test, "size": list(args.size), "seed": args.seed}}
     (results / "small-real.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     (results / "small-real.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")

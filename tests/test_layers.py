@@ -49,7 +49,8 @@ def unit_of(module: str) -> str:
 
 
 def _lazy_alias_nodes(tree: ast.Module) -> set[int]:
-    """Imports inside a module-level ``__getattr__`` (PEP 562 deprecated aliases, resolved on first use)."""
+    """Imports inside a module-level ``__getattr__`` (PEP 562 re-exports and deprecated aliases, resolved on first
+    use: `depthforge.load` is the top layer's public shortcut, not a dependency of the package root)."""
     return {id(node) for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "__getattr__"
             for node in ast.walk(fn)}
 

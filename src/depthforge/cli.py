@@ -122,9 +122,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.ensemble and len(args.checkpoint or []) < 2:
         raise UsageError("--ensemble averages several checkpoints; give two or more with --checkpoint")
     checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
-    sources = [{"checkpoint": c} for c in checkpoints] + [{"predictions": d} for d in args.predictions or []]
+    sources = ([{"checkpoint": c} for c in checkpoints] + _model_specs(args)
+               + [{"predictions": d} for d in args.predictions or []])
     if not sources:
-        raise UsageError("give --checkpoint CKPT..., --predictions DIR... or --card FILE")
+        raise UsageError("give --checkpoint CKPT..., --model SPEC..., --predictions DIR... or --card FILE")
     crop = args.crop
     if crop and "," in crop:
         crop = [float(v) for v in crop.split(",")]
@@ -143,25 +144,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_specs(args: argparse.Namespace) -> list[dict]:
+    """``--model`` values as source specs; Marigold ones carry the ensemble options given."""
+    specs = []
+    for text in args.model or []:
+        if not text.startswith(("hf:", "marigold:", "depthforge:")):
+            raise UsageError(f"--model {text}: give hf:<repo id or folder>, marigold:<repo id or folder> or "
+                             "depthforge:<shared folder or repo id>")
+        spec = {"model": text}
+        if text.startswith("marigold:"):
+            spec.update({k: v for k, v in (("ensemble_size", args.ensemble_size), ("steps", args.denoise_steps),
+                                           ("processing_resolution", args.processing_res), ("seed", args.seed))
+                         if v is not None})
+        specs.append(spec)
+    return specs
+
+
 def _predict(args: argparse.Namespace) -> int:
     from depthforge.io import read_rgb
-    from depthforge.inference import Predictor, expand_inputs, load_ensemble
+    from depthforge.inference import Predictor, expand_inputs
     from depthforge.inference.calibration import read_points
     from depthforge.inference.outputs import clamp_depth, model_range, write_prediction
     from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
 
-    if bool(args.checkpoint) == bool(args.onnx):
-        raise UsageError("give exactly one of --checkpoint CKPT or --onnx MODEL.onnx")
-    if args.onnx:
-        from depthforge.inference.export import OnnxModel
+    from depthforge.inference.sources import load_source
 
-        model = OnnxModel(args.onnx)
-        if model.config is None:
-            raise UsageError(f"{args.onnx}: no depthforge config inside; export it with depthforge export")
-        cfg, source = model.config, {"onnx": str(args.onnx)}
-    else:
-        model, cfg = load_ensemble(args.checkpoint, args.device)
+    if [bool(args.checkpoint), bool(args.onnx), bool(args.model)].count(True) != 1 or len(args.model or []) > 1:
+        raise UsageError("give exactly one of --checkpoint CKPT (repeatable: an ensemble), --onnx MODEL.onnx or "
+                         "--model hf:|marigold:|depthforge:<repo id or folder>")
+    if args.onnx:
+        source = {"onnx": str(args.onnx)}
+    elif args.checkpoint:
         source = {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint)}
+    else:
+        source = _model_specs(args)[0]
+    loaded = load_source(source, args.device)
+    if hasattr(loaded.model, "last_uncertainty") and (args.flip_tta or args.tta_scales or args.tile):
+        raise UsageError("Marigold ensembles its own passes: use --ensemble-size instead of --flip-tta, "
+                         "--tta-scales or --tile")
+    model, cfg = loaded.model, loaded.cfg
+    source = {**source, "kind": loaded.kind}
     predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta, scales=_scales(args) or (1.0,))
     points = read_points(args.calibrate) if args.calibrate else []
     for text in args.point or []:
@@ -170,10 +192,12 @@ def _predict(args: argparse.Namespace) -> int:
     videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     for video in videos:
         meta = {"model": cfg.model.name, **source, "video": str(video)}
-        valid = model_range(cfg.data.max_depth)
+        valid = model_range(cfg.data.max_depth) if loaded.kind == "metric" else None
 
         def write_frame(depth, stem, meta=meta, valid=valid):
-            depth, clamped = clamp_depth(depth, valid, stem)
+            clamped = None
+            if valid is not None:
+                depth, clamped = clamp_depth(depth, valid, stem)
             return write_prediction(depth, args.out, stem, args.cmap, args.vmax, tuple(args.format or DEPTH_FORMATS[:1]),
                                     {**meta, "clamped": clamped})
 
@@ -189,8 +213,9 @@ def _predict(args: argparse.Namespace) -> int:
             depths = [predictor.tiled(rgb, (th, tw), args.overlap) for rgb in rgbs]
         else:
             depths = predictor.batch(rgbs)
-        for path, rgb, depth in zip(group, rgbs, depths):
-            _write_one(args, cfg, source, points, path, rgb, depth, predictor.scales)
+        extras = predictor.extras if not args.tile else [{} for _ in group]
+        for path, rgb, depth, extra in zip(group, rgbs, depths, extras):
+            _write_one(args, cfg, source, points, path, rgb, depth, predictor.scales, extra)
     return 0
 
 
@@ -211,7 +236,7 @@ def _same_size_batches(paths: list[Path], size: int) -> list[list[Path]]:
     return batches
 
 
-def _write_one(args, cfg, source, points, path, rgb, depth, scales) -> None:
+def _write_one(args, cfg, source, points, path, rgb, depth, scales, extra=None) -> None:
     import numpy as np
 
     from depthforge.inference.calibration import calibrate
@@ -219,25 +244,65 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales) -> None:
     from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif
 
     h, w = depth.shape
-    depth, clamped = clamp_depth(depth, model_range(cfg.data.max_depth), str(path))
-    meta = {"model": cfg.model.name, **source, "input_size": [h, w], "max_depth": cfg.data.max_depth,
-            "flip_tta": args.flip_tta, "tta_scales": list(scales), "clamped": clamped,
-            "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile else None}
+    extra = extra or {}
+    kind = source.get("kind", "metric")
+    meta = {"model": cfg.model.name, **source, "input_size": [h, w], "flip_tta": args.flip_tta,
+            "tta_scales": list(scales), "tiles": {"window": args.tile, "overlap": args.overlap} if args.tile else None}
+    if kind == "metric":
+        depth, meta["clamped"] = clamp_depth(depth, model_range(cfg.data.max_depth), str(path))
+        meta["max_depth"] = cfg.data.max_depth
     if points:
-        cal = calibrate(depth, points, shift=args.shift)
+        # Known distances turn an affine-invariant output into metres: fitted in disparity space for disparity.
+        inverse = kind == "disparity"
+        cal = calibrate(depth, [(x, y, 1 / m if inverse else m) for x, y, m in points], shift=args.shift or
+                        kind != "metric")
         depth = cal.apply(depth).astype(np.float32)
+        if inverse:
+            depth = 1 / np.clip(depth, 1e-6, None)
         meta["calibration"] = {"scale": cal.scale, "shift": cal.shift, "inliers": cal.inliers,
-                               "rms_m": cal.residual_m}
-    if args.fx:
+                               "rms_m" if not inverse else "rms_inverse_m": cal.residual_m,
+                               "space": "disparity" if inverse else "depth"}
+        meta["units"], kind = "metres", "metric"
+    else:
+        meta["units"] = "metres" if kind == "metric" else f"{kind} (affine-invariant; give --calibrate for metres)"
+    if "focal_px" in extra and not args.fx:
+        meta["focal_px_predicted"] = extra["focal_px"]
+    if args.fx or "focal_px" in extra:
+        fx = args.fx or extra["focal_px"]  # Depth Pro predicts its own focal length
+        k = Intrinsics(fx, args.fy or fx, args.cx if args.cx is not None else (w - 1) / 2,
+                       args.cy if args.cy is not None else (h - 1) / 2)
         k = Intrinsics(args.fx, args.fy or args.fx, args.cx if args.cx is not None else (w - 1) / 2,
                        args.cy if args.cy is not None else (h - 1) / 2)
     else:
         k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
     meta["intrinsics"] = k.to_dict()
-    written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, tuple(args.format or DEPTH_FORMATS[:1]), meta)
+    formats = tuple(args.format or DEPTH_FORMATS[:1])
+    written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, formats, meta)
+    if "uncertainty" in extra:  # Marigold with an ensemble of 3 or more
+        written += write_prediction(extra["uncertainty"].astype(np.float32), args.out, f"{path.stem}_uncertainty",
+                                    "viridis", None, ("npy",), {**meta, "units": "ensemble spread (same unit as the "
+                                                                         "prediction)"})
     if args.ply:
+        if kind != "metric":
+            raise UsageError(f"--ply needs metres: {source.get('model')} predicts {kind}; add --calibrate or --point")
         written.append(depth_to_ply(Path(args.out) / f"{path.stem}.ply", depth, rgb, k, cfg.data.max_depth))
-    tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}  (depth {depth.min():.2f}..{depth.max():.2f} m)")
+    unit = "m" if kind == "metric" else f"({kind})"
+    tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}  (depth {depth.min():.2f}..{depth.max():.2f} {unit})")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from depthforge.evaluation.card import read_card
+    from depthforge.inference import load_checkpoint
+    from depthforge.inference.hub import push, save_pretrained
+
+    model, cfg = load_checkpoint(args.checkpoint)
+    cards = [read_card(c) for c in args.card or []]
+    folder = save_pretrained(model, cfg, args.out, cards)
+    print(f"{args.checkpoint} -> {folder} (model.safetensors, config.json, README.md with {len(cards)} eval card(s))")
+    if args.repo:
+        push(folder, args.repo, private=args.private)
+        print(f"uploaded to https://huggingface.co/{args.repo}")
     return 0
 
 
@@ -340,6 +405,18 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     talk.add_argument("-v", "--verbose", action="store_true", help="print debug messages too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    models = argparse.ArgumentParser(add_help=False)
+    group = models.add_argument_group("foundation models (extras hf / marigold)")
+    group.add_argument("--model", action="append", metavar="SPEC",
+                       help="hf:<repo id or folder> (transformers: Depth Anything, DPT, ZoeDepth, GLPN, Depth Pro), "
+                            "marigold:<repo id or folder> (diffusers) or depthforge:<shared folder or repo id>")
+    group.add_argument("--ensemble-size", type=_positive_int, help="Marigold: predictions per image (3+: "
+                                                                   "uncertainty map too; default 1)")
+    group.add_argument("--denoise-steps", type=_positive_int, help="Marigold: denoising steps (default: the "
+                                                                   "pipeline's)")
+    group.add_argument("--processing-res", type=int, help="Marigold: processing resolution, 0 = native (default: "
+                                                          "the pipeline's)")
+    group.add_argument("--seed", type=int, help="Marigold: noise seed (default 0; same seed, same prediction)")
 
     p = sub.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train a model (default: the baseline on the embedded synthetic scenes)")
     p.add_argument("--config", help="recipe YAML file or bundled recipe name (e.g. baseline)")
@@ -352,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=1e-4 data.batch_size=8")
     p.set_defaults(fn=_train)
 
-    p = sub.add_parser("evaluate", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="score checkpoints or prediction folders; compare; write eval cards")
+    p = sub.add_parser("evaluate", parents=[common, models], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="score checkpoints or prediction folders; compare; write eval cards")
     p.add_argument("--checkpoint", nargs="+", action="extend", help="one or more checkpoints")
     p.add_argument("--ensemble", action="store_true",
                    help="score the mean prediction of the --checkpoint models as one source")
@@ -378,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="data overrides for the data scored, e.g. data.depth_scale=256")
     p.set_defaults(fn=_evaluate)
 
-    p = sub.add_parser("predict", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
+    p = sub.add_parser("predict", parents=[common, models], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="depth maps (raw + sidecar, preview, optional PLY) for images or folders")
     p.add_argument("--checkpoint", action="append",
                    help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
                         "(an ensemble)")
@@ -417,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="preview: samples")
     p.add_argument("overrides", nargs="*", help="data overrides, e.g. data.depth_scale=256")
     p.set_defaults(fn=_data)
+
+    p = sub.add_parser("push", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="save a checkpoint as a shareable model folder (safetensors, config.json, model card); upload it with --repo")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
+    p.add_argument("--out", required=True, help="folder to write (load it back with depthforge.load or "
+                                                "--model depthforge:FOLDER)")
+    p.add_argument("--card", action="append", help="an eval card JSON whose metrics go into the model card (repeat)")
+    p.add_argument("--repo", help="also upload to this Hugging Face Hub repo id (network and a token needed)")
+    p.add_argument("--private", action="store_true", help="create the Hub repo private")
+    p.set_defaults(fn=_push)
 
     p = sub.add_parser("export", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="export a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")

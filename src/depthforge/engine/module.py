@@ -30,6 +30,10 @@ class DepthModule(L.LightningModule):
         self.save_hyperparameters()
         self.cfg: Config = load_config(base=config)
         self.model = model_from_config(self.cfg.model, self.cfg.data.max_depth)
+        own = getattr(self.model, "checkpoint_kwargs", None)
+        if own is not None:  # e.g. a transformers model's configs: the checkpoint then rebuilds it offline
+            self.cfg.model.kwargs = {**self.cfg.model.kwargs, **own()}
+            self.hparams["config"] = self.cfg.to_dict()
         if self.cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = WeightedLoss(self.cfg.loss.terms)

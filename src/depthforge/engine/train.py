@@ -153,6 +153,14 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
     log.info("schedule: %d steps planned%s; warm-up %d steps; EMA decay %s", total_steps,
              f" (re-fitted to the {t.max_minutes:g}-minute budget as the run goes)" if t.max_minutes else "",
              warmup_steps(cfg.optim, total_steps), _decay_text(ema_decay(t.ema_decay, t.ema_fraction, total_steps)))
+    if module.cfg.model.kwargs != cfg.model.kwargs:  # the model added what rebuilds it offline (hf configs)
+        cfg.model.kwargs = module.cfg.model.kwargs
+        if trainer.is_global_zero and not resume:
+            save_config(cfg, out / "config.yaml")
+    if str(cfg.model.pretrained).startswith("hf:") and not resume:
+        from depthforge.inference.hub import init_from_pretrained
+
+        init_from_pretrained(module.model, cfg.model.pretrained[3:])
     if cfg.model.init_from and not resume:
         init_weights_from(module.model, cfg.model.init_from)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)

@@ -39,7 +39,7 @@ def make_card(result: dict, source: dict, data: dict, command: str) -> dict:
 def card_markdown(card: dict) -> str:
     """A human-readable card: metrics table, then the protocol field by field."""
     m, p = card["metrics"], card["protocol"]
-    src = card["source"].get("checkpoint") or card["source"].get("predictions")
+    src = next(card["source"][k] for k in ("checkpoint", "predictions", "onnx", "model") if k in card["source"])
     members = src if isinstance(src, list) else [src]
     sha = card["source"].get("sha256")
     shas = sha if isinstance(sha, list) else [sha]  # an ensemble has one per member
@@ -51,6 +51,8 @@ def card_markdown(card: dict) -> str:
              f"- command: `{card['command']}`", f"- depthforge {card['depthforge']}, {card['created']}", "",
              "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in m.items()]
+    if card.get("alignment_note"):
+        lines += ["", f"Output kind `{card.get('source_kind')}`: {card['alignment_note']}."]
     lines += ["", f"## Protocol `{p['name']}`", "", "| field | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in p.items()]
     return "\n".join(lines) + "\n"

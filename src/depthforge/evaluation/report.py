@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,18 @@ from depthforge.evaluation.card import checkpoint_paths, make_card
 from depthforge.evaluation.evaluator import METRICS, Evaluator
 from depthforge.evaluation.protocols import Protocol
 from depthforge.evaluation.runner import Predict, folder_predictor, model_predictor, run_evaluation
+from depthforge.inference.sources import protocol_for
 from depthforge.viz.plots import plot_density, plot_error_by_depth, save_grid
+
+log = logging.getLogger(__name__)
 
 
 def source_name(source: dict) -> str:
+    if "model" in source:
+        prefix, _, where = str(source["model"]).partition(":")
+        return f"{prefix}-{Path(where).name or where}"
+    if "onnx" in source:
+        return Path(source["onnx"]).stem
     if "checkpoint" not in source:
         return Path(source["predictions"]).name
     paths = [Path(p) for p in checkpoint_paths(source)]
@@ -28,20 +37,27 @@ def source_name(source: dict) -> str:
 
 
 def resolve_source(source: dict, data_root: str | None, split: str | None, protocol: Protocol, device: str,
-                   data_overrides: list[str] | tuple = ()) -> tuple[Predict, DepthDataset, DataConfig]:
-    """The predictor, the raw (uncapped) evaluation dataset and the data config for one source.
+                   data_overrides: list[str] | tuple = ()) -> tuple[Predict, DepthDataset, DataConfig, str]:
+    """The predictor, the raw (uncapped) evaluation dataset, the data config and the output kind of one source.
 
-    The data is the checkpoint's own unless ``data_root`` (any layout; detected) or ``data_overrides``
-    (``data.key=value``) say otherwise; ``split`` defaults to the data config's ``val_split``.
+    A checkpoint's data is its own unless ``data_root`` (any layout; detected) or ``data_overrides``
+    (``data.key=value``) say otherwise; ``split`` defaults to the data config's ``val_split``. Foreign models
+    (``hf:``, ``marigold:``) and prediction folders need ``data_root``.
     """
-    from depthforge.inference import load_ensemble
+    from depthforge.inference.sources import load_source
 
     data_cfg = DataConfig()
     predict: Predict | None = None
-    if "checkpoint" in source:
-        model, cfg = load_ensemble(checkpoint_paths(source), device)
-        data_cfg = cfg.data
-        predict = model_predictor(model, data_cfg, protocol, device)
+    kind = source.get("kind", "metric")  # a prediction folder: metres unless the source says otherwise
+    if any(k in source for k in ("checkpoint", "onnx", "model")):
+        loaded = load_source({k: v for k, v in source.items() if k != "data_config"}, device)
+        kind = loaded.kind
+        foreign = "model" in source and not str(source["model"]).startswith("depthforge:")
+        if not foreign:
+            data_cfg = loaded.cfg.data
+        elif not data_root and not source.get("data_config"):
+            raise ValueError(f"scoring {source['model']} needs --data ROOT (it carries no data set of its own)")
+        predict = model_predictor(loaded.model, data_cfg if not foreign else DataConfig(), protocol, device)
     elif not data_root and not source.get("data_config"):
         raise ValueError("scoring --predictions needs --data ROOT (the data set the predictions belong to)")
     if source.get("data_config"):
@@ -60,7 +76,7 @@ def resolve_source(source: dict, data_root: str | None, split: str | None, proto
                             train=False)
     if predict is None:
         predict = folder_predictor(source["predictions"])
-    return predict, dataset, data_cfg
+    return predict, dataset, data_cfg, kind
 
 
 def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, out_dir: str | Path, worst: int = 8
@@ -97,11 +113,17 @@ def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | N
     """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``."""
     cards = []
     for source in sources:
-        predict, dataset, data_cfg = resolve_source(source, data_root, split, protocol, device, data_overrides)
-        evaluator = run_evaluation(dataset, predict, protocol)
+        predict, dataset, data_cfg, kind = resolve_source(source, data_root, split, protocol, device, data_overrides)
+        scored, why = protocol_for(protocol, kind)
+        if why:
+            log.info("%s: %s", source_name(source), why)
+        evaluator = run_evaluation(dataset, predict, scored)
         data = {"name": data_cfg.name, "root": data_cfg.root, "split": split or data_cfg.val_split,
                 "config": dataclasses.asdict(data_cfg)}
         card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data, command)
+        card["source_kind"] = kind
+        if why:
+            card["alignment_note"] = why
         if report_dir:
             paths = write_report(evaluator, dataset, predict, Path(report_dir) / source_name(source), worst)
             card["report"] = [str(p) for p in paths]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from depthforge.config import DataConfig
+from depthforge.data.transforms import to_size
 from depthforge.inference.native import check_scales, predict_native
 from depthforge.inference.tiling import predict_tiled
 from depthforge.io import IMAGE_SUFFIXES, read_rgb
@@ -39,6 +40,8 @@ class Predictor:
         self.scales = check_scales(scales)
         self.data_cfg = data_cfg
         self.device = torch.device(device)
+        self.kind = getattr(model, "kind", "metric")
+        self.extras: list[dict] = []
 
     @torch.inference_mode()
     def batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
@@ -46,7 +49,22 @@ class Predictor:
         images = torch.stack([torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1) for rgb in rgbs])
         pred = predict_native(self.model, images.float().div(255).to(self.device), self.data_cfg, self.flip,
                               self.scales)
+        self.extras = self._extras(len(rgbs), tuple(pred.shape[-2:]))
         return list(pred[:, 0].float().cpu().numpy())
+
+    def _extras(self, n: int, size: tuple[int, int]) -> list[dict]:
+        """What a source returned beside depth in its last call, per image: Marigold's ensemble uncertainty
+        (``uncertainty``, HxW), Depth Pro's focal length in pixels (``focal_px``)."""
+        extras: list[dict] = [{} for _ in range(n)]
+        unc = getattr(self.model, "last_uncertainty", None)
+        if unc is not None:
+            unc = to_size(unc.float().cpu(), size)
+            for i in range(n):
+                extras[i]["uncertainty"] = unc[i, 0].numpy()
+        for i, extra in enumerate(getattr(self.model, "last_extra", None) or []):
+            if "focal_length" in extra and i < n:
+                extras[i]["focal_px"] = float(extra["focal_length"])
+        return extras
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Depth in metres (H, W) float32 for a uint8 (H, W, 3) RGB image."""

@@ -50,4 +50,7 @@ def model_from_config(model_cfg: Any, max_depth: float, pretrained: str | None =
     ``pretrained`` overrides the config's (checkpoint loading passes ``none``: trained weights replace it).
     """
     kwargs = {"max_depth": max_depth, **model_cfg.kwargs}
-    return create_model(model_cfg.name, pretrained=pretrained or model_cfg.pretrained, **kwargs)
+    pretrained = pretrained or model_cfg.pretrained
+    if str(pretrained).startswith("hf:"):  # a shared depthforge model's weights: loaded by the engine after building
+        pretrained = "none"
+    return create_model(model_cfg.name, pretrained=pretrained, **kwargs)

@@ -1,0 +1,148 @@
+"""One interface for every depth source: a depthforge checkpoint, an ensemble of them, an ONNX file, a shared
+depthforge folder, a Hugging Face transformers model and a Marigold pipeline.
+
+A source is a callable ``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 1, h, w)`` (resized to the input by the callers) with
+``eval()`` / ``to(device)`` and a ``kind``: what its output means.
+
+- ``metric``: metres; scored as is, written clamped to the model's range.
+- ``relative``: depth up to an unknown scale and shift; scored after a least-squares scale-and-shift fit.
+- ``disparity``: inverse depth up to scale and shift (DPT / MiDaS, relative Depth Anything); scored after the fit
+  in disparity space, then inverted.
+
+:func:`load_source` turns a spec (``{"checkpoint": ...}``, ``{"onnx": ...}`` or ``{"model": "hf:..."}``) into a
+:class:`LoadedSource`: the callable, the data geometry it is fed at, its kind and the spec to record in cards and
+sidecars. ``evaluate``, ``predict``, tiling, TTA and ensembles all take it, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from depthforge.config import Config
+
+KINDS = ("metric", "relative", "disparity")
+# The alignment a protocol without one uses for a non-metric source (the eval card records it).
+AUTO_ALIGNMENT = {"relative": "scale_shift", "disparity": "scale_shift_disparity"}
+MODEL_PREFIXES = ("hf:", "marigold:", "depthforge:")
+# Marigold options a spec may carry (command line: --ensemble-size, --denoise-steps, --processing-res, --seed).
+MARIGOLD_OPTIONS = ("ensemble_size", "steps", "processing_resolution", "seed")
+
+
+@runtime_checkable
+class DepthSource(Protocol):
+    """What ``evaluate``, ``predict`` and tiling need of a model."""
+
+    kind: str
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def eval(self) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def source_kind(model: Any) -> str:
+    """The kind of a loaded model (depthforge models are metric)."""
+    kind = getattr(model, "kind", "metric")
+    if kind not in KINDS:
+        raise ValueError(f"a depth source's kind must be one of {KINDS}, got {kind!r}")
+    return kind
+
+
+@dataclass
+class LoadedSource:
+    model: Any
+    cfg: Config
+    kind: str
+    spec: dict
+
+    @property
+    def preprocessing(self) -> dict:
+        own = getattr(self.model, "preprocessing", None)
+        if own is not None:
+            return own
+        d = self.cfg.data
+        return {"resize_short": d.resize_short, "normalisation": "inside the model (encoder mean/std)"}
+
+
+def _model_cfg(name: str, max_depth: float | None) -> Config:
+    """The config a foreign model is run with: native resolution, its name, its depth range for written files."""
+    cfg = Config()
+    cfg.model.name = name
+    if max_depth:
+        cfg.data.max_depth = float(max_depth)
+    return cfg
+
+
+def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
+    """Load any supported source from its spec (see the module docstring)."""
+    if "checkpoint" in spec:
+        from depthforge.inference.checkpoint import load_ensemble
+
+        ck = spec["checkpoint"]
+        model, cfg = load_ensemble(list(ck) if isinstance(ck, (list, tuple)) else [ck], device)
+        return LoadedSource(model, cfg, source_kind(model), spec)
+    if "onnx" in spec:
+        from depthforge.inference.export import OnnxModel
+
+        model = OnnxModel(spec["onnx"])
+        if model.config is None:
+            raise ValueError(f"{spec['onnx']}: no depthforge config inside; export it with depthforge export")
+        return LoadedSource(model, model.config, "metric", spec)
+    if "model" not in spec:
+        raise ValueError(f"a source needs checkpoint, onnx or model, got {sorted(spec)}")
+    text = str(spec["model"])
+    prefix, _, where = text.partition(":")
+    if prefix == "hf":
+        from depthforge.models.hf import HFDepthModel, load_hf_parts
+
+        hf_model, processor = load_hf_parts(where)
+        model = HFDepthModel(hf_model, processor, kind=spec.get("kind"), repo=where).to(device).eval()
+        return LoadedSource(model, _model_cfg(f"hf:{where}", getattr(hf_model.config, "max_depth", None)
+                                              if model.kind == "metric" else None), model.kind, spec)
+    if prefix == "marigold":
+        from depthforge.inference.marigold import MarigoldSource, load_marigold
+
+        options = {k: spec[k] for k in MARIGOLD_OPTIONS if spec.get(k) is not None}
+        model = MarigoldSource(load_marigold(where, device), **options)
+        return LoadedSource(model, _model_cfg(f"marigold:{where}", None), model.kind, spec)
+    if prefix == "depthforge":
+        from depthforge.inference.hub import load_pretrained
+
+        model, cfg = load_pretrained(where, device)
+        return LoadedSource(model, cfg, source_kind(model), spec)
+    raise ValueError(f"--model '{text}': give hf:<repo id or folder>, marigold:<repo id or folder> or "
+                     "depthforge:<shared folder or repo id>")
+
+
+def protocol_for(protocol: Any, kind: str) -> tuple[Any, str | None]:
+    """The protocol a source of ``kind`` is scored under, and why it changed (None when it did not).
+
+    A relative or disparity source is never scored as metres: a protocol without alignment gets the matching one.
+    """
+    if kind == "metric" or protocol.alignment != "none":
+        return protocol, None
+    alignment = AUTO_ALIGNMENT[kind]
+    return (dataclasses.replace(protocol, alignment=alignment),
+            f"the source predicts {kind}, so it is aligned per image ({alignment}) before scoring")
+
+
+def load(where: str | Path, device: str | torch.device = "cpu", **options: Any) -> LoadedSource:
+    """A ready source from a path or id: a ``.ckpt``, an ``.onnx``, a shared depthforge folder, or a prefixed
+    ``hf:`` / ``marigold:`` / ``depthforge:`` spec. ``options``: e.g. Marigold's ``ensemble_size``."""
+    text = str(where)
+    if text.startswith(MODEL_PREFIXES):
+        return load_source({"model": text, **options}, device)
+    path = Path(text)
+    if path.suffix == ".onnx":
+        return load_source({"onnx": text}, device)
+    if path.is_dir():
+        return load_source({"model": f"depthforge:{text}"}, device)
+    if path.suffix == ".ckpt" or path.is_file():
+        return load_source({"checkpoint": text}, device)
+    return load_source({"model": f"depthforge:{text}"}, device)  # a Hub repo id of a shared depthforge model
