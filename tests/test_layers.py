@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("depthforge.inference",),
     ("depthforge.evaluation",),
     ("depthforge.engine",),
+    ("depthforge.demo",),
     ("depthforge.cli",),
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

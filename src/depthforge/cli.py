@@ -306,6 +306,16 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from depthforge.demo import DemoApp, default_sources, launch
+
+    app = DemoApp(default_sources(args.checkpoint, args.model, args.onnx), max_side=args.max_side,
+                  max_frames=args.max_frames)
+    print(f"depthforge demo: {', '.join(app.sources)} on http://{args.host}:{args.port} (files under {app.workdir})")
+    launch(app, args.host, args.port)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from depthforge.inference import load_checkpoint
     from depthforge.inference.export import OnnxModel, check_parity, export_onnx, export_torch
@@ -503,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="also upload to this Hugging Face Hub repo id (network and a token needed)")
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
     p.set_defaults(fn=_push)
+
+    p = sub.add_parser("demo", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="a local web app (Gradio) to try models on photos and videos and measure with them")
+    p.add_argument("--checkpoint", action="append", help="a checkpoint (repeat for several models to choose from)")
+    p.add_argument("--model", action="append", metavar="SPEC", help="hf:... / marigold:... / depthforge:... (repeat)")
+    p.add_argument("--onnx", help="an exported ONNX model")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 shares it on the network)")
+    p.add_argument("--port", type=int, default=7860, help="port")
+    p.add_argument("--max-side", type=_positive_int, default=1600, help="larger images are downscaled to this side")
+    p.add_argument("--max-frames", type=_positive_int, default=60, help="video: frames processed at most")
+    p.set_defaults(fn=_demo)
 
     p = sub.add_parser("export", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="export a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")

@@ -29,11 +29,13 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
 
 def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray], out_dir: str | Path,
                   write_frame: Callable[[np.ndarray, str], object], vmax: float | None = None, fps: int = 10,
-                  cmap: str = "magma") -> tuple[int, Path]:
+                  cmap: str = "magma", max_frames: int | None = None,
+                  progress: Callable[[int, int | None], object] | None = None) -> tuple[int, Path]:
     """Depth for every frame (``write_frame(depth, stem)`` saves each) and ``<stem>_depth.mp4`` side by side.
 
     The colour range is fixed over the whole video (``vmax``, else the first frame's 98th percentile) so the
-    colours do not flicker from frame to frame.
+    colours do not flicker from frame to frame. ``max_frames`` stops early; ``progress(done, total)`` is called
+    after each frame (``total`` is ``max_frames`` or None).
     """
     av = _av()
     path, out_dir = Path(path), Path(out_dir)
@@ -43,6 +45,8 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
     with av.open(str(out_path), mode="w") as out:
         stream = None
         for rgb in read_frames(path):
+            if max_frames is not None and n >= max_frames:
+                break
             depth = predict(rgb)
             write_frame(depth, f"{path.stem}_{n:06d}")
             if vmax is None:
@@ -56,6 +60,8 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(panel), format="rgb24")):
                 out.mux(packet)
             n += 1
+            if progress is not None:
+                progress(n, max_frames)
         if stream is not None:
             for packet in stream.encode():
                 out.mux(packet)
