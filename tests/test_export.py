@@ -7,7 +7,8 @@ from depthforge.inference.export import OnnxModel, check_parity, export_onnx, ex
 from depthforge.models import create_model, list_models
 
 # timm's ViT resizes its position embedding with antialiased bicubic interpolation, which ONNX has no operator for.
-NOT_ONNX = {"dpt_vit_tiny": "aten::_upsample_bicubic2d_aa has no ONNX export"}
+NOT_ONNX = {"dpt_vit_tiny": "aten::_upsample_bicubic2d_aa has no ONNX export",
+            "hf": "runs its transformers image processor in Python around the network (tests/test_foundation.py)"}
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n not in NOT_ONNX])
@@ -36,3 +37,69 @@ def test_onnx_parity_with_global_context(tmp_path):
     torch.nn.init.normal_(model.decoder.context.proj_out.weight, std=0.1)  # not the identity it starts as
     path = export_onnx(model, tmp_path / "ctx.onnx")
     assert check_parity(model, OnnxModel(path), tol=1e-4) < 1e-4  # attention over a variable number of cells
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from depthforge.cli import main
+
+    run = tmp_path_factory.mktemp("q") / "run"
+    assert main(["train", "--out", str(run), "--max-steps", "6", "model.name=unet_resnet18",
+                 "data.synthetic.num_train=16", "data.synthetic.num_val=8", "data.synthetic.height=48",
+                 "data.synthetic.width=64", "data.batch_size=4", "train.num_previews=0",
+                 "train.progress_bar=false"]) == 0
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from depthforge.cli import main
+    from depthforge.data import SyntheticScenes
+    from depthforge.inference.quantize import read_metadata
+
+    out = tmp_path / "model"
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out), "--quantize", "int8",
+                 "--calibration-n", "16"]) == 0
+    printed = capsys.readouterr().out
+    meta = read_metadata(tmp_path / "model.int8.onnx")
+    assert meta["depthforge_quantization"]["mode"] == "static"
+    assert meta["depthforge_quantization"]["calibration_images"] == 16
+    acc = meta["depthforge_accuracy"]
+    assert acc["n"] == 8 and acc["split"] == "val"
+    assert acc["delta"]["rmse"] == pytest.approx(acc["int8"]["rmse"] - acc["fp32"]["rmse"])
+    assert f"rmse {acc['delta']['rmse']:+.4f}" in printed
+    assert "depthforge_config" in meta  # the int8 file still runs at its training geometry on its own
+    # predict --onnx with the int8 file: within 2 % of the fp32 depth on synthetic images (stated tolerance)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(SyntheticScenes(3, 48, 64, seed=9).get_color(i)).save(photos / f"{i}.png")
+    for name in ("model.onnx", "model.int8.onnx"):
+        assert main(["predict", "--onnx", str(tmp_path / name), str(photos), "--out",
+                     str(tmp_path / f"pred-{name}")]) == 0
+    for i in range(3):
+        fp32 = np.load(tmp_path / "pred-model.onnx" / f"{i}.npy")
+        int8 = np.load(tmp_path / "pred-model.int8.onnx" / f"{i}.npy")
+        assert np.abs(int8 - fp32).mean() <= 0.02 * np.abs(fp32).mean()
+        assert not np.array_equal(int8, fp32)  # really quantised
+    sidecar = json.loads((tmp_path / "pred-model.int8.onnx" / "0.npy.json").read_text())
+    assert sidecar["onnx"].endswith("model.int8.onnx")
+
+
+def test_int8_export_with_a_bad_calibration_folder_says_what_to_give(tiny_run, tmp_path, capsys):
+    from depthforge.cli import main
+
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m"), "--quantize", "int8",
+                 "--calibration", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: no images" in err and "few hundred images" in err
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m"), "--quantize", "int8",
+                 "--calibration", str(tmp_path / "missing")]) == 2
+    assert "calibration folder not found" in capsys.readouterr().err

@@ -316,15 +316,49 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace, cfg, fp32: Path) -> int:
+    """INT8 next to the fp32 file; both scored on the model's val split, the deltas printed and stored inside."""
+    from depthforge.data import build_dataset
+    from depthforge.evaluation import get_protocol
+    from depthforge.evaluation.report import comparison_table, evaluate_sources
+    from depthforge.inference.quantize import calibration_images, quantize_onnx, record_accuracy
+
+    images = None
+    if args.quant_mode == "static":
+        if args.calibration:
+            images = calibration_images(args.calibration, args.calibration_n)
+        else:  # the first images of the model's own training split
+            train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
+            images = [train_set[i]["image"] for i in range(min(args.calibration_n, len(train_set)))]
+    int8 = quantize_onnx(fp32, fp32.with_name(fp32.stem + ".int8.onnx"), cfg, args.quant_mode, images)
+    print(f"{int8}: INT8 ({args.quant_mode}{f', calibrated on {len(images)} images' if images else ''})")
+    if args.no_accuracy:
+        return 0
+    protocol = get_protocol(args.accuracy_protocol)
+    cards = evaluate_sources([{"onnx": str(fp32)}, {"onnx": str(int8)}], protocol, split=args.accuracy_split,
+                             command="depthforge " + " ".join(args.argv))
+    print(comparison_table(cards))
+    record = record_accuracy(int8, cards[0]["metrics"], cards[1]["metrics"], protocol.name,
+                             cards[0]["data"]["split"], cards[0]["n"])
+    print("int8 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in record["delta"].items()
+                                      if k in ("rmse", "ssim", "abs_rel", "delta1")) + f" (stored in {int8.name})")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from depthforge.inference import load_checkpoint
     from depthforge.inference.export import OnnxModel, check_parity, export_onnx, export_torch
 
     model, cfg = load_checkpoint(args.checkpoint)
     out = Path(args.out)
+    if args.quantize and args.format != "onnx":
+        raise UsageError("--quantize int8 needs --format onnx")
     if args.format == "onnx":
         path = export_onnx(model, out.with_suffix(".onnx"), cfg)
         diff = check_parity(model, OnnxModel(path), tol=args.tol)
+        if args.quantize:
+            print(f"{path}: max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
+            return _quantize(args, cfg, path)
     else:
         import torch
 
@@ -529,6 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=["onnx", "torch"], help="onnx (ONNX Runtime) or torch (.pt2)")
     p.add_argument("--out", required=True, help="output path (suffix .onnx / .pt2 is set)")
     p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |exported - eager|")
+    p.add_argument("--quantize", choices=["int8"], help="also write <out>.int8.onnx (ONNX Runtime quantisation), "
+                                                       "scored against the fp32 file on the model's val split")
+    p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
+                   help="static: weights and activations (QDQ, calibrated); dynamic: weights only")
+    p.add_argument("--calibration", help="folder of images to calibrate on (default: the model's training split)")
+    p.add_argument("--calibration-n", type=_positive_int, default=200, help="calibration images")
+    p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
+    p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the fp32 vs int8 scoring")
     p.set_defaults(fn=_export)
     return parser
 

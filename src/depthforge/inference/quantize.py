@@ -1,0 +1,115 @@
+"""INT8 ONNX models through ONNX Runtime's quantisation tools, with what they cost in accuracy written inside.
+
+- ``static``: weights per channel and activations quantised in the QDQ format, activation ranges calibrated on real
+  images of the model's data (``calibration`` samples, fed at the training geometry the model runs at).
+- ``dynamic``: weights only, activation ranges computed at run time (no calibration data; helps MatMul-heavy
+  models such as ViTs much more than convolutional ones).
+
+The exported file's metadata records the quantisation (``depthforge_quantization``); ``record_accuracy`` adds the
+measured fp32 -> int8 metric deltas (``depthforge_accuracy``) once the caller has scored both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depthforge.config import Config
+from depthforge.data.transforms import model_input
+from depthforge.io import IMAGE_SUFFIXES, DataError, read_rgb
+
+MODES = ("static", "dynamic")
+
+
+def calibration_images(folder: str | Path, n: int) -> list[torch.Tensor]:
+    """Up to ``n`` images (3, H, W) in [0, 1] from a folder (sorted), for static calibration; a clear error when
+    there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: calibration folder not found; give a folder of a few hundred images like the "
+                        "model's inputs (e.g. its training images)")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+    if not paths:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to calibrate on; give a folder of a few "
+                        "hundred images like the model's inputs")
+    return [torch.from_numpy(np.ascontiguousarray(read_rgb(p))).permute(2, 0, 1).float() / 255 for p in paths]
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol: one ``{"image": batch}`` per call, None at the end."""
+
+    def __init__(self, images: Iterable[torch.Tensor], cfg: Config):
+        self._batches = [{"image": model_input(x[None], cfg.data).numpy()} for x in images]
+        self._it = iter(self._batches)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):
+        self._it = iter(self._batches)
+
+
+def _set_metadata(path: Path, entries: dict[str, str]) -> None:
+    """Add or replace metadata entries (JSON strings) of an ONNX file."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for entry in list(proto.metadata_props):
+        if entry.key in entries:
+            proto.metadata_props.remove(entry)
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "static",
+                  images: list[torch.Tensor] | None = None) -> Path:
+    """Write the INT8 model of the fp32 ONNX file ``fp32`` to ``out``; its metadata says how it was made."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_dynamic, quantize_static)
+
+    if mode not in MODES:
+        raise ValueError(f"quantisation mode '{mode}': choose from {MODES}")
+    fp32, out = Path(fp32), Path(out)
+    prepared = out.with_name(out.stem + ".pre.onnx")
+    try:
+        # Shape inference and graph clean-up first, as ONNX Runtime recommends before quantising.
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        if mode == "static":
+            if not images:
+                raise DataError("static INT8 needs calibration images (e.g. --calibration DIR)")
+            quantize_static(str(prepared), str(out), _Reader(images, cfg), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        else:
+            quantize_dynamic(str(prepared), str(out), per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
+    import onnx
+
+    inherited = {e.key: e.value for e in onnx.load(str(fp32)).metadata_props}  # the depthforge config
+    _set_metadata(out, {**inherited, "depthforge_quantization": json.dumps({
+        "mode": mode, "format": "QDQ" if mode == "static" else "dynamic (QOperator)", "weights": "int8 per channel",
+        "activations": "uint8, MinMax-calibrated" if mode == "static" else "computed at run time",
+        "calibration_images": len(images or []) if mode == "static" else 0})})
+    return out
+
+
+def record_accuracy(path: str | Path, fp32: dict, int8: dict, protocol: str, split: str, n: int) -> dict:
+    """Store the scored metrics of both models and their difference in the INT8 file; return that record."""
+    delta = {k: int8[k] - fp32[k] for k in fp32 if k in int8 and fp32[k] == fp32[k] and int8[k] == int8[k]}
+    record = {"protocol": protocol, "split": split, "n": n, "fp32": fp32, "int8": int8, "delta": delta}
+    _set_metadata(Path(path), {"depthforge_accuracy": json.dumps(record)})
+    return record
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The depthforge entries of an ONNX file's metadata, decoded."""
+    import onnx
+
+    return {e.key: json.loads(e.value) for e in onnx.load(str(path)).metadata_props if e.key.startswith("depthforge")}
