@@ -17,17 +17,13 @@ import pytest
 from PIL import Image
 
 from depthforge.cli import main
+from tests.conftest import train_tiny
 from tests.demo_driver import CHROMIUM, clear_upload, click_depth, start_demo, upload_and_predict
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    run = tmp_path_factory.mktemp("demo") / "run"
-    assert main(["train", "--out", str(run), "--max-steps", "2", "model.name=unet_resnet18",
-                 "data.synthetic.num_train=4", "data.synthetic.num_val=2", "data.synthetic.height=48",
-                 "data.synthetic.width=64", "data.batch_size=2", "train.num_previews=0",
-                 "train.progress_bar=false"]) == 0
-    return run / "checkpoints" / "last.ckpt"
+    return train_tiny(tmp_path_factory.mktemp("demo") / "run")
 
 
 @pytest.fixture(scope="module")

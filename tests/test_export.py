@@ -41,14 +41,9 @@ def test_onnx_parity_with_global_context(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from depthforge.cli import main
+    from tests.conftest import train_tiny
 
-    run = tmp_path_factory.mktemp("q") / "run"
-    assert main(["train", "--out", str(run), "--max-steps", "6", "model.name=unet_resnet18",
-                 "data.synthetic.num_train=16", "data.synthetic.num_val=8", "data.synthetic.height=48",
-                 "data.synthetic.width=64", "data.batch_size=4", "train.num_previews=0",
-                 "train.progress_bar=false"]) == 0
-    return run / "checkpoints" / "last.ckpt"
+    return train_tiny(tmp_path_factory.mktemp("q") / "run", steps=6, n_train=16, n_val=8, batch=4)
 
 
 def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, tmp_path, capsys):

@@ -23,6 +23,15 @@ class Preprocess:
     multiple: int = 32
 
 
+def freeze_groups(groups: list[list[nn.Parameter]], num_stages: int) -> int:
+    """Stop gradients to the first ``num_stages`` parameter groups (all for ``-1``); return how many are frozen."""
+    num_stages = len(groups) if num_stages < 0 else num_stages
+    for i, params in enumerate(groups):
+        for p in params:
+            p.requires_grad_(i >= num_stages)
+    return num_stages
+
+
 class Encoder(nn.Module):
     """Base: ``forward(x) -> list of features``, shallow to deep; ``stages()`` lists freezable stages in order."""
 
@@ -43,12 +52,7 @@ class Encoder(nn.Module):
 
     def freeze(self, num_stages: int) -> None:
         """Freeze the first ``num_stages`` stages (all of them for ``-1``); later stages train."""
-        groups = self.stage_parameters()
-        num_stages = len(groups) if num_stages < 0 else num_stages
-        for i, params in enumerate(groups):
-            for p in params:
-                p.requires_grad_(i >= num_stages)
-        self.frozen_stages = num_stages
+        self.frozen_stages = freeze_groups(self.stage_parameters(), num_stages)
 
     def train(self, mode: bool = True) -> Encoder:
         # Frozen stages keep BatchNorm in eval mode when asked: their running statistics must match their weights.

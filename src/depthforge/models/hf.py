@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from depthforge.models.encoders import freeze_groups
 from depthforge.models.registry import register_model
 
 # What each architecture's raw output means (Depth Anything: read from its config's depth_estimation_type).
@@ -104,12 +105,7 @@ class HFDepthModel(nn.Module):
 
     def freeze(self, num_stages: int) -> None:
         """Freeze the first ``num_stages`` backbone stages (-1: the whole backbone)."""
-        groups = self.stages()
-        num_stages = len(groups) if num_stages < 0 else num_stages
-        for i, params in enumerate(groups):
-            for p in params:
-                p.requires_grad_(i >= num_stages)
-        self.frozen_stages = num_stages
+        self.frozen_stages = freeze_groups(self.stages(), num_stages)
 
     @property
     def preprocessing(self) -> dict:
