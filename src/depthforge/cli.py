@@ -201,7 +201,7 @@ def _predict(args: argparse.Namespace) -> int:
             return write_prediction(depth, args.out, stem, args.cmap, args.vmax, tuple(args.format or DEPTH_FORMATS[:1]),
                                     {**meta, "clamped": clamped})
 
-        n, out = predict_video(video, predictor, args.out, write_frame, args.vmax)
+        n, out = predict_video(video, predictor, args.out, write_frame, args.vmax, stabilize=args.stabilize)
         print(f"{video} -> {n} frames, {out}")
     images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
     paths = expand_inputs(images) if images else []
@@ -524,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--point", action="append", help="a known distance x,y,metres (repeat); with or without --calibrate")
     p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
     p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
+    p.add_argument("--stabilize", choices=["none", "causal", "offline"], default="none",
+                   help="video: smooth each frame's global scale over time, online (causal: frames so far) or over "
+                        "the whole clip (offline: two passes)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(fn=_predict)
 

@@ -288,6 +288,36 @@ def sensor_depth(depth: np.ndarray, rng: np.random.Generator, min_range: float =
     return np.where(invalid, 0.0, np.round(out * 1000) / 1000).astype(np.float32)
 
 
+def render_sequence(seed: int, frames: int, height: int, width: int, scene: str = "street", speed: float = 0.25,
+                    turn: float = 0.01, shake: float = 0.004) -> dict[str, np.ndarray]:
+    """A camera moving smoothly through one scene: forward at ``speed`` metres a frame (half that indoors), turning
+    ``turn`` radians a frame, with a little random shake.
+
+    Returns ``rgb`` (N, H, W, 3) uint8, ``depth`` (N, H, W) float32 planar z-depth (sky at ``SKY_DEPTH``), ``K``
+    (3, 3) and ``poses`` (N, 4, 4) camera-to-world in the OpenCV convention (x right, y down, z forward).
+    """
+    rng = np.random.default_rng([seed, 7, frames])
+    world, cam = SCENES[scene](rng, height, width)
+    step = speed * (0.5 if scene == "room" else 1.0)
+    flip = np.diag([1.0, -1.0, 1.0])  # the renderer's camera has y up; OpenCV's has y down
+    rgbs, depths, poses = [], [], []
+    pos = np.asarray(cam.position, dtype=np.float64)
+    for t in range(frames):
+        yaw = cam.yaw + turn * t + shake * rng.normal()
+        pitch = cam.pitch + shake * rng.normal()
+        frame = Camera(height, width, cam.fx, cam.fy, cam.cx, cam.cy, tuple(pos), yaw, pitch)
+        rgb, depth = render(world, frame)
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = frame.rotation() @ flip, pos
+        rgbs.append(rgb)
+        depths.append(depth)
+        poses.append(pose)
+        pos = pos + step * np.array([math.sin(yaw), 0.0, math.cos(yaw)])
+    # Pixel centres: the renderer casts rays through (u + 0.5, v + 0.5); K maps integer pixel indices to them.
+    k = np.array([[cam.fx, 0, cam.cx - 0.5], [0, cam.fy, cam.cy - 0.5], [0, 0, 1]])
+    return {"rgb": np.stack(rgbs), "depth": np.stack(depths), "K": k, "poses": np.stack(poses)}
+
+
 class SyntheticScenes(DepthDataset):
     """Deterministic procedural samples: sample ``i`` of a split is the same for the same ``seed``, everywhere."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +30,34 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
 def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray], out_dir: str | Path,
                   write_frame: Callable[[np.ndarray, str], object], vmax: float | None = None, fps: int = 10,
                   cmap: str = "magma", max_frames: int | None = None,
-                  progress: Callable[[int, int | None], object] | None = None) -> tuple[int, Path]:
+                  progress: Callable[[int, int | None], object] | None = None,
+                  stabilize: str = "none") -> tuple[int, Path]:
     """Depth for every frame (``write_frame(depth, stem)`` saves each) and ``<stem>_depth.mp4`` side by side.
 
     The colour range is fixed over the whole video (``vmax``, else the first frame's 98th percentile) so the
     colours do not flicker from frame to frame. ``max_frames`` stops early; ``progress(done, total)`` is called
     after each frame (``total`` is ``max_frames`` or None).
+
+    Frames stream through (one in memory at a time). ``stabilize``: ``causal`` rescales each frame onto a smoothed
+    scale track of the frames so far (:mod:`depthforge.inference.stabilize`); ``offline`` smooths the whole clip's
+    track, which costs a first pass over the clip (twice the model time) and keeps memory flat.
     """
+    from depthforge.inference.stabilize import MODES, CausalStabilizer, log_scale, smooth_track
+
+    if stabilize not in MODES:
+        raise ValueError(f"--stabilize {stabilize}: choose from {', '.join(MODES)}")
+    raw = predict
+    if stabilize == "causal":
+        causal = CausalStabilizer()
+
+        def predict(rgb):  # noqa: F811 - the stabilised source replaces the raw one
+            return causal(raw(rgb))
+    elif stabilize == "offline":
+        track = [log_scale(raw(rgb)) for n_, rgb in zip(range(max_frames or 2**62), read_frames(path))]
+        gains = iter(np.exp(smooth_track(np.array(track)) - np.array(track)))
+
+        def predict(rgb):  # noqa: F811
+            return (raw(rgb) * next(gains)).astype(np.float32)
     av = _av()
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,15 +89,19 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
     return n, out_path
 
 
-def write_test_video(path: str | Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """Encode RGB frames (for tests and examples)."""
+def write_test_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 10) -> Path:
+    """Encode RGB frames (for tests and examples); ``frames`` may be a generator (nothing is kept)."""
     av = _av()
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.height, stream.width, stream.pix_fmt = frames[0].shape[0], frames[0].shape[1], "yuv420p"
+        stream = None
         for f in frames:
+            if stream is None:
+                stream = out.add_stream("mpeg4", rate=fps)
+                stream.height, stream.width, stream.pix_fmt = f.shape[0], f.shape[1], "yuv420p"
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)
+        if stream is None:
+            raise ValueError("write_test_video needs at least one frame")
         for packet in stream.encode():
             out.mux(packet)
     return Path(path)
