@@ -70,6 +70,23 @@ def make_zoedepth(folder):
     return folder
 
 
+def make_depth_pro(folder):
+    from transformers import DepthProConfig, DepthProForDepthEstimation, DepthProImageProcessor, Dinov2Config
+
+    def vit():
+        return Dinov2Config(image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                            intermediate_size=64)
+
+    torch.manual_seed(4)
+    DepthProForDepthEstimation(DepthProConfig(
+        fusion_hidden_size=16, patch_size=56, intermediate_hook_ids=[3, 1], intermediate_feature_dims=[16, 16],
+        scaled_images_ratios=[0.25, 0.5, 1], scaled_images_overlap_ratios=[0.0, 0.5, 0.25],
+        scaled_images_feature_dims=[32, 32, 16], use_fov_model=True, num_fov_head_layers=1,
+        image_model_config=vit(), patch_model_config=vit(), fov_model_config=vit())).save_pretrained(folder)
+    DepthProImageProcessor(size={"height": 224, "width": 224}).save_pretrained(folder)
+    return folder
+
+
 def make_marigold(folder):
     from diffusers import AutoencoderKL, DDIMScheduler, MarigoldDepthPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -103,7 +120,8 @@ def make_marigold(folder):
 def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp("hf")
     return {"da": make_depth_anything(base / "da"), "dpt": make_dpt(base / "dpt"),
-            "zoe": make_zoedepth(base / "zoe"), "da-metric": make_depth_anything(base / "da-metric", metric=True)}
+            "zoe": make_zoedepth(base / "zoe"), "da-metric": make_depth_anything(base / "da-metric", metric=True),
+            "depth-pro": make_depth_pro(base / "depth-pro")}
 
 
 @pytest.fixture()
@@ -115,7 +133,7 @@ def photo(tmp_path):
 
 
 @pytest.mark.parametrize("name, kind", [("da", "disparity"), ("dpt", "disparity"), ("zoe", "metric"),
-                                        ("da-metric", "metric")])
+                                        ("da-metric", "metric"), ("depth-pro", "metric")])
 def test_transformers_models_match_the_pipeline_and_say_what_they_predict(tiny, photo, tmp_path, name, kind):
     from transformers import pipeline
 
@@ -141,6 +159,25 @@ def test_transformers_models_match_the_pipeline_and_say_what_they_predict(tiny, 
     else:
         np.testing.assert_allclose(written, reference, atol=1e-4)
         assert "clamped" not in sidecar and sidecar["units"].startswith("disparity")
+
+
+def test_depth_pro_focal_length_goes_into_the_point_cloud(tiny, photo, tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    path, _ = photo
+    processor = AutoImageProcessor.from_pretrained(tiny["depth-pro"])
+    model = AutoModelForDepthEstimation.from_pretrained(tiny["depth-pro"])
+    with torch.no_grad():  # transformers' own way to the focal length (its pipeline drops it)
+        outputs = model(**processor(images=Image.open(path), return_tensors="pt"))
+    focal = float(processor.post_process_depth_estimation(outputs, [(40, 70)])[0]["focal_length"])
+    out = tmp_path / "out"
+    assert main(["predict", "--model", f"hf:{tiny['depth-pro']}", str(path), "--out", str(out), "--ply"]) == 0
+    sidecar = json.loads((out / "photo.npy.json").read_text())
+    assert sidecar["intrinsics"]["fx"] == pytest.approx(focal, rel=1e-5) == sidecar["focal_px_predicted"]
+    assert (out / "photo.ply").stat().st_size > 40 * 70 * 12  # every pixel a point
+    given = tmp_path / "given"
+    assert main(["predict", "--model", f"hf:{tiny['depth-pro']}", str(path), "--out", str(given), "--fx", "99"]) == 0
+    assert json.loads((given / "photo.npy.json").read_text())["intrinsics"]["fx"] == 99  # the user's value wins
 
 
 def test_an_unavailable_hub_model_names_the_repo_and_both_ways_to_provide_it(monkeypatch):

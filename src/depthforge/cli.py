@@ -270,9 +270,8 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales, extra=None) 
     if args.fx or "focal_px" in extra:
         fx = args.fx or extra["focal_px"]  # Depth Pro predicts its own focal length
         k = Intrinsics(fx, args.fy or fx, args.cx if args.cx is not None else (w - 1) / 2,
-                       args.cy if args.cy is not None else (h - 1) / 2)
-        k = Intrinsics(args.fx, args.fy or args.fx, args.cx if args.cx is not None else (w - 1) / 2,
-                       args.cy if args.cy is not None else (h - 1) / 2)
+                       args.cy if args.cy is not None else (h - 1) / 2,
+                       source="given" if args.fx else "predicted by the model (Depth Pro)")
     else:
         k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
     meta["intrinsics"] = k.to_dict()
