@@ -184,7 +184,11 @@ def _predict(args: argparse.Namespace) -> int:
                          "--tta-scales or --tile")
     model, cfg = loaded.model, loaded.cfg
     source = {**source, "kind": loaded.kind}
-    predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta, scales=_scales(args) or (1.0,))
+    if args.uncertainty == "model" and not getattr(model, "uncertainty_kind", None):
+        raise UsageError(f"{next(iter(source.values()))} predicts no uncertainty of its own: use a model with "
+                         "model.kwargs.head=laplace, Marigold with --ensemble-size 3+, or --uncertainty tta")
+    predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta, scales=_scales(args) or (1.0,),
+                          uncertainty=args.uncertainty if args.uncertainty == "tta" else None)
     points = read_points(args.calibrate) if args.calibrate else []
     for text in args.point or []:
         x, y, m = text.split(",")
@@ -277,10 +281,10 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales, extra=None) 
     meta["intrinsics"] = k.to_dict()
     formats = tuple(args.format or DEPTH_FORMATS[:1])
     written = write_prediction(depth, args.out, path.stem, args.cmap, args.vmax, formats, meta)
-    if "uncertainty" in extra:  # Marigold with an ensemble of 3 or more
+    if "uncertainty" in extra:  # a Laplace head, Marigold with 3+ members, or --uncertainty tta
         written += write_prediction(extra["uncertainty"].astype(np.float32), args.out, f"{path.stem}_uncertainty",
-                                    "viridis", None, ("npy",), {**meta, "units": "ensemble spread (same unit as the "
-                                                                         "prediction)"})
+                                    "viridis", None, ("npy",), {**meta, "units": extra["uncertainty_kind"],
+                                                                "uncertainty_kind": extra["uncertainty_kind"]})
     if args.ply:
         if kind != "metric":
             raise UsageError(f"--ply needs metres: {source.get('model')} predicts {kind}; add --calibrate or --point")
@@ -522,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", help="CSV of x,y,metres known distances: fit scale (and --shift) per image")
     p.add_argument("--point", action="append", help="a known distance x,y,metres (repeat); with or without --calibrate")
     p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
+    p.add_argument("--uncertainty", choices=["model", "tta"],
+                   help="also write <stem>_uncertainty.npy: the model's own (Laplace head; Marigold ensembles write "
+                        "theirs always) or the spread of the TTA passes (needs --flip-tta / --tta-scales)")
     p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
     p.add_argument("--stabilize", choices=["none", "causal", "offline"], default="none",
                    help="video: smooth each frame's global scale over time, online (causal: frames so far) or over "

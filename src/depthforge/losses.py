@@ -75,6 +75,16 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
     return total / scales
 
 
+def laplace_nll(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the target under a Laplace distribution centred on ``pred`` whose standard
+    deviation is ``std`` (scale ``b = std / sqrt(2)``): ``|pred - target| / b + log(2 b)``, masked mean."""
+    b = std / 2**0.5
+    return _masked_mean((pred - target).abs() / b + torch.log(2 * b), mask)
+
+
+# Terms that also need the model's predicted uncertainty (a head such as ``laplace``).
+UNCERTAINTY_LOSSES = {"laplace_nll": laplace_nll}
+
 LOSSES: dict[str, LossFn] = {
     "l1": l1_loss, "mse": mse_loss, "rmse": rmse_loss, "berhu": berhu_loss, "silog": silog_loss, "ssim": ssim_loss,
     "ssi": ssi_loss, "grad": gradient_loss,
@@ -85,15 +95,24 @@ class WeightedLoss:
     """``sum(weight * loss)`` over named terms; returns the total and each term for logging."""
 
     def __init__(self, terms: dict[str, float]):
-        unknown = sorted(set(terms) - set(LOSSES))
+        known = set(LOSSES) | set(UNCERTAINTY_LOSSES)
+        unknown = sorted(set(terms) - known)
         if unknown:
-            raise KeyError(f"unknown loss term(s) {unknown}; available: {sorted(LOSSES)}")
+            raise KeyError(f"unknown loss term(s) {unknown}; available: {sorted(known)}")
         if not terms:
             raise ValueError("loss.terms is empty; give at least one term, e.g. {l1: 1.0}")
         self.terms = {k: float(v) for k, v in terms.items()}
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = {name: LOSSES[name](pred, target, mask) for name in self.terms}
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                 uncertainty: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {}
+        for name in self.terms:
+            if name in UNCERTAINTY_LOSSES:
+                if uncertainty is None:
+                    raise ValueError(f"loss term {name} needs a model that predicts its uncertainty "
+                                     "(model.kwargs.head=laplace)")
+                parts[name] = UNCERTAINTY_LOSSES[name](pred, target, mask, uncertainty)
+            else:
+                parts[name] = LOSSES[name](pred, target, mask)
         total = sum(w * parts[name] for name, w in self.terms.items())
         return total, parts

@@ -52,7 +52,8 @@ class DepthModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         pred = self(batch["image"])
-        loss, parts = self.criterion(pred, batch["depth"], batch["mask"])
+        loss, parts = self.criterion(pred, batch["depth"], batch["mask"],
+                                     getattr(self.model, "last_uncertainty", None))
         if not torch.isfinite(loss):
             stems = list(batch["meta"]["stem"])
             msg = (f"non-finite loss {loss.item()} at step {self.global_step} (epoch {self.current_epoch}), "

@@ -65,6 +65,8 @@ class MarigoldSource:
     Each call seeds its own generator with ``seed``, so the same image always gives the same prediction.
     """
 
+    uncertainty_kind = "ensemble spread (median absolute deviation, same unit as the prediction)"
+
     def __init__(self, pipe: Any, ensemble_size: int = 1, steps: int | None = None,
                  processing_resolution: int | None = None, seed: int = 0, reduction: str = "median"):
         if ensemble_size < 1:

@@ -55,3 +55,21 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
     except ValueError as err:
         raise ValueError(f"--tta-scales '{text}': {err}; give comma-separated positive numbers, e.g. 0.83,1,1.17"
                          ) from None
+
+
+def tta_spread(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip: bool = True,
+               scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """Uncertainty from test-time augmentation: the standard deviation (metres, (N, 1, H, W) at input size) over
+    the passes :func:`predict_native` averages (each flip and scale alone). Needs two or more passes."""
+    scales = check_scales(scales)
+    if len(scales) * (2 if flip else 1) < 2:
+        raise ValueError("a TTA spread needs two or more passes: flip and/or several scales")
+    x = model_input(image, data_cfg)
+    passes = []
+    for s in scales:
+        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False,
+                                              antialias=s < 1)
+        passes.append(to_size(model(xs), tuple(image.shape[-2:])))
+        if flip:
+            passes.append(to_size(model(xs.flip(-1)).flip(-1), tuple(image.shape[-2:])))
+    return torch.stack(passes).std(0, unbiased=False)

@@ -29,6 +29,12 @@ class DepthModel(nn.Module):
     (:func:`~depthforge.inference.native.predict_native` ``scales``).
     """
 
+    @property
+    def uncertainty_kind(self) -> str | None:
+        """What ``last_uncertainty`` is, or None for a head without one."""
+        return "predicted standard deviation (metres, Laplace head)" if hasattr(self.head, "max_depth") and \
+            getattr(self.head, "conv", None) is not None and self.head.conv.out_channels == 2 else None
+
     def __init__(self, encoder: Encoder, decoder: nn.Module, head: nn.Module, input_scale: float = 1.0,
                  scale_jitter: float = 0.0):
         super().__init__()
@@ -62,8 +68,13 @@ class DepthModel(nn.Module):
         if scale != 1.0:
             size = x.shape[-2:]
             x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1)
-            return F.interpolate(self._forward_any(x), size=size, mode="bilinear", align_corners=False)
-        return self._forward_any(x)
+            out = F.interpolate(self._forward_any(x), size=size, mode="bilinear", align_corners=False)
+        else:
+            out = self._forward_any(x)
+        if out.shape[1] == 2:  # a head with uncertainty (LaplaceHead): depth out, the spread kept beside it
+            self.last_uncertainty = out[:, 1:]
+            return out[:, :1]
+        return out
 
     def _forward_any(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

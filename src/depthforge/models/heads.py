@@ -58,10 +58,32 @@ class AdaptiveBinsHead(nn.Module):
         return (probs * centres).sum(dim=1, keepdim=True)
 
 
+class LaplaceHead(nn.Module):
+    """Depth and its uncertainty: channel 0 is ``sigmoid * max_depth`` (as the sigmoid head), channel 1 the
+    standard deviation in metres of a Laplace distribution around it (``sqrt(2) * b``, softplus, at least 1 mm).
+
+    :class:`~depthforge.models.depth_model.DepthModel` returns channel 0 as the depth and keeps channel 1 as
+    ``last_uncertainty``; the ``laplace_nll`` loss term trains both.
+    """
+
+    def __init__(self, in_channels: int, max_depth: float = 20.0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 2, 3, padding=1)
+        self.max_depth = float(max_depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        depth = torch.sigmoid(x[:, :1]) * self.max_depth
+        std = F.softplus(x[:, 1:]) + 1e-3
+        return torch.cat([depth, std], 1)
+
+
 def build_head(name: str, in_channels: int, max_depth: float = 20.0) -> nn.Module:
-    """``identity`` | ``positive`` | ``sigmoid`` | ``linear`` | ``bins``."""
+    """``identity`` | ``positive`` | ``sigmoid`` | ``linear`` | ``bins`` | ``laplace`` (depth + uncertainty)."""
     if name == "identity":
         return IdentityHead()
+    if name == "laplace":
+        return LaplaceHead(in_channels, max_depth)
     if name == "bins":
         return AdaptiveBinsHead(in_channels, max_depth=max_depth)
     return DepthHead(in_channels, name, max_depth)

@@ -1,0 +1,120 @@
+"""Uncertainty: the Laplace head and its NLL loss, TTA spread, and the metrics that check an uncertainty is honest."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from depthforge.losses import WeightedLoss, laplace_nll
+from depthforge.metrics.uncertainty import (ause, coverage, error_correlation, expected_coverage,
+                                            sparsification_curve)
+
+
+def test_laplace_nll_by_hand_with_a_mask():
+    pred = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    target = torch.tensor([[[[1.5, 2.0], [1.0, 9.0]]]])
+    std = torch.tensor([[[[0.5, 1.0], [2.0, 3.0]]]])
+    mask = torch.tensor([[[[True, True], [True, False]]]])
+    expected = []
+    for p, t, s in ((1.0, 1.5, 0.5), (2.0, 2.0, 1.0), (3.0, 1.0, 2.0)):
+        b = s / math.sqrt(2)
+        expected.append(abs(p - t) / b + math.log(2 * b))
+    assert laplace_nll(pred, target, mask, std).item() == pytest.approx(np.mean(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="head=laplace"):
+        WeightedLoss({"laplace_nll": 1.0})(pred, target, mask)
+
+
+def test_laplace_head_learns_where_the_targets_are_noisy():
+    from depthforge.models.heads import LaplaceHead
+
+    torch.manual_seed(0)
+    # The image tells the regions apart (left dark, right bright); the targets are 5 m with noise of std 0.05 m on
+    # the left and 1.0 m on the right. Trained by NLL alone, the predicted spread must rank the right half higher.
+    image = torch.zeros(8, 3, 16, 32)
+    image[..., 16:] = 1.0
+    head = LaplaceHead(3, max_depth=10.0)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    mask = torch.ones(8, 1, 16, 32, dtype=torch.bool)
+    for _ in range(300):
+        noise = torch.randn(8, 1, 16, 32) * torch.where(torch.arange(32) < 16, 0.05, 1.0)
+        out = head(image)
+        loss = laplace_nll(out[:, :1], 5.0 + noise, mask, out[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    std = head(image)[:, 1].detach()
+    left, right = std[..., 2:14].mean().item(), std[..., 18:30].mean().item()
+    assert right > 5 * left
+    assert right == pytest.approx(1.0, rel=0.3) and left == pytest.approx(0.05, rel=0.6)
+
+
+def test_a_laplace_model_trains_and_predict_writes_its_uncertainty(tmp_path):
+    from depthforge.cli import main
+    from depthforge.data import SyntheticScenes
+    from PIL import Image
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--max-steps", "3", "model.name=unet_resnet18",
+                 "model.kwargs.head=laplace", "loss.terms={l1: 1.0, laplace_nll: 0.1}",
+                 "data.synthetic.num_train=4", "data.synthetic.num_val=2", "data.synthetic.height=48",
+                 "data.synthetic.width=64", "data.batch_size=2", "train.num_previews=0",
+                 "train.progress_bar=false", "train.log_every=1"]) == 0
+    photo = tmp_path / "p.png"
+    Image.fromarray(SyntheticScenes(1, 48, 64, seed=3).get_color(0)).save(photo)
+    out = tmp_path / "out"
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(out), "--uncertainty", "model"]) == 0
+    unc = np.load(out / "p_uncertainty.npy")
+    assert unc.shape == (48, 64) and (unc >= 1e-3).all()
+    assert "Laplace" in json.loads((out / "p_uncertainty.npy.json").read_text())["uncertainty_kind"]
+    tta = tmp_path / "tta"
+    assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(tta), "--uncertainty", "tta",
+                 "--flip-tta"]) == 0
+    assert "TTA passes" in json.loads((tta / "p_uncertainty.npy.json").read_text())["uncertainty_kind"]
+    assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(tta), "--uncertainty", "tta"]) == 2
+
+
+def test_tta_spread_is_the_std_of_the_passes():
+    from depthforge.config import DataConfig
+    from depthforge.inference.native import tta_spread
+    from depthforge.models import create_model
+
+    model = create_model("unet_resnet18").eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = model(x), model(x.flip(-1)).flip(-1)
+        spread = tta_spread(model, x, DataConfig(), flip=True)
+    torch.testing.assert_close(spread, (a - b).abs() / 2, atol=1e-5, rtol=1e-4)  # std of two values: half the gap
+
+
+def test_sparsification_and_ause_by_hand():
+    pred, gt = np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0])  # errors 1..4
+    fractions = np.array([0.0, 0.25, 0.5, 0.75])
+    oracle = sparsification_curve(pred, gt, gt, "rmse", fractions)
+    np.testing.assert_allclose(oracle, [math.sqrt(30 / 4), math.sqrt(14 / 3), math.sqrt(5 / 2), 1.0])
+    backwards = sparsification_curve(pred, gt, -gt, "rmse", fractions)  # the worst ranking: smallest errors first
+    np.testing.assert_allclose(backwards, [math.sqrt(30 / 4), math.sqrt(29 / 3), math.sqrt(25 / 2), 4.0])
+    gaps = backwards - oracle
+    assert ause(pred, gt, -gt, "rmse", fractions) == pytest.approx(np.sum((gaps[1:] + gaps[:-1]) / 2 * 0.25))
+    assert ause(pred, gt, gt, "rmse", fractions) == 0.0  # an oracle uncertainty
+    rng = np.random.default_rng(0)
+    big_gt = rng.uniform(1, 10, 5000)
+    big_pred = big_gt + rng.normal(0, 1, 5000) * np.linspace(0.1, 2, 5000)
+    assert ause(big_pred, big_gt, rng.uniform(size=5000)) > 0.1  # random ranking: clearly above 0
+    assert ause(big_pred, big_gt, np.abs(big_pred - big_gt), "abs_rel") < ause(big_pred, big_gt,
+                                                                               rng.uniform(size=5000), "abs_rel")
+
+
+def test_coverage_and_correlation():
+    rng = np.random.default_rng(1)
+    std = rng.uniform(0.1, 2, 200_000)
+    err = rng.laplace(0, std / math.sqrt(2))  # a calibrated Laplace uncertainty
+    assert coverage(err, np.zeros_like(err), std, 1) == pytest.approx(expected_coverage(1), abs=0.01)
+    assert coverage(err, np.zeros_like(err), std, 2) == pytest.approx(expected_coverage(2), abs=0.01)
+    assert expected_coverage(1, "gaussian") == pytest.approx(0.6827, abs=1e-4)
+    assert error_correlation([1, 2, 3], [2, 4, 6.5]) > 0.99
+    assert math.isnan(error_correlation([1, 1, 1], [1, 2, 3]))
