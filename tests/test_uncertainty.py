@@ -74,6 +74,17 @@ def test_a_laplace_model_trains_and_predict_writes_its_uncertainty(tmp_path):
     tta = tmp_path / "tta"
     assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(tta), "--uncertainty", "tta",
                  "--flip-tta"]) == 0
+    # Scored: AUSE, coverage and correlation in the card, and the card re-runs to the same numbers.
+    card = tmp_path / "card.json"
+    assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--uncertainty", "model",
+                 "--json", str(card)]) == 0
+    metrics = json.loads(card.read_text())["metrics"]
+    assert {"ause_rmse", "ause_abs_rel", "coverage_1sigma", "coverage_2sigma"} <= set(metrics)
+    assert metrics["ause_rmse"] >= 0 and 0 <= metrics["coverage_1sigma"] <= metrics["coverage_2sigma"] <= 1
+    assert main(["evaluate", "--card", str(card)]) == 0
+    assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--uncertainty", "tta", "--flip-tta",
+                 "--json", str(tmp_path / "tta.json")]) == 0
+    assert "coverage_2sigma" in json.loads((tmp_path / "tta.json").read_text())["metrics"]
     assert "TTA passes" in json.loads((tta / "p_uncertainty.npy.json").read_text())["uncertainty_kind"]
     assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(tta), "--uncertainty", "tta"]) == 2
 

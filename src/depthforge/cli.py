@@ -113,7 +113,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = card_source(card, args.card)
         source["data_config"] = card["data"].get("config")
         new = evaluate_sources([source], Protocol.from_dict(card["protocol"]), None, card["data"]["split"],
-                               args.device, command=command)[0]
+                               args.device, command=command, uncertainty=card.get("uncertainty"))[0]
         print(comparison_table([card, new]))
         diff = max(abs(card["metrics"][k] - new["metrics"][k]) for k in card["metrics"]
                    if card["metrics"][k] == card["metrics"][k])  # NaN != NaN: undefined metrics are skipped
@@ -133,7 +133,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                             flip_tta=True if args.flip_tta else None, tta_scales=_scales(args),
                             batch_size=args.protocol_batch)
     cards = evaluate_sources(sources, protocol, args.data, args.split, args.device, args.report, args.worst, command,
-                             args.overrides)
+                             args.overrides, args.uncertainty)
     print(comparison_table(cards))
     if args.json:
         if len(cards) == 1:
@@ -495,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
+    p.add_argument("--uncertainty", choices=["model", "tta"],
+                   help="also score each source's uncertainty: its own (Laplace head, Marigold ensemble) or the TTA "
+                        "spread (with --flip-tta / --tta-scales): AUSE (RMSE, AbsRel), 1/2-sigma coverage, "
+                        "per-image uncertainty-error correlation")
     p.add_argument("--json", help="write the eval card here (JSON, plus Markdown beside it)")
     p.add_argument("--report", help="folder for per-image CSV, worst-N grid, error-by-depth and density plots")
     p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
 from depthforge.metrics import functional as M
+from depthforge.metrics import uncertainty as U
 from depthforge.metrics.alignment import align, crop_mask
 from depthforge.evaluation.protocols import Protocol
 
@@ -60,6 +62,9 @@ class Evaluator:
         self.bin_abs = torch.zeros(self.bins, dtype=torch.float64)
         self.bin_sq = torch.zeros(self.bins, dtype=torch.float64)
         self.density = torch.zeros(100, 100, dtype=torch.float64)
+        # Uncertainty (when a source gives one): a fixed sample of each image's valid pixels, and per-image means.
+        self._unc_pixels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._unc_images: list[tuple[float, float]] = []
 
     def _accumulate_pixels(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> None:
         cap = self.protocol.max_depth
@@ -115,14 +120,21 @@ class Evaluator:
         return {k: float(v) for k, v in row.items()}
 
     def process(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None,
-                stems: list[str] | None = None, sizes: list | None = None) -> None:
+                stems: list[str] | None = None, sizes: list | None = None,
+                uncertainty: torch.Tensor | None = None) -> None:
         """Add one batch. ``gt`` is the raw target in metres; the protocol clips or masks it here.
 
         ``sizes``: each sample's own (h, w) when the batch was zero-padded to a common size (mask False there).
+        ``uncertainty``: the source's per-pixel standard deviation (N, 1, H, W), scored by AUSE, coverage and
+        uncertainty-error correlation (native-resolution protocols only).
         """
         if self.protocol.square_size and sizes and len(set(map(tuple, sizes))) > 1:
             raise ValueError(f"protocol {self.protocol.name} resizes whole batches; it needs images of one size")
+        if uncertainty is not None and self.protocol.square_size:
+            raise ValueError(f"protocol {self.protocol.name} resizes predictions; score uncertainty at native size")
         pred, gt, valid = self.prepare(pred, gt, mask)
+        if uncertainty is not None:
+            self._add_uncertainty(pred, gt, valid, uncertainty)
         if self.protocol.square_size:
             sizes = None
         stems = stems or [str(self.n + i) for i in range(pred.shape[0])]
@@ -136,6 +148,29 @@ class Evaluator:
         self._accumulate_pixels(pred, gt, valid)
         self.n += pred.shape[0]
 
+    def _add_uncertainty(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
+                         uncertainty: torch.Tensor, per_image_pixels: int = 4096) -> None:
+        rng = np.random.default_rng(len(self._unc_images))  # the same pixels on every run
+        for i in range(pred.shape[0]):
+            v = valid[i].cpu().numpy().reshape(-1)
+            if not v.any():
+                continue
+            p, g = pred[i].cpu().numpy().reshape(-1)[v], gt[i].cpu().numpy().reshape(-1)[v]
+            u = uncertainty[i].float().cpu().numpy().reshape(-1)[v]
+            self._unc_images.append((float(u.mean()), float(np.sqrt(np.mean((p - g) ** 2)))))
+            pick = rng.choice(len(p), min(per_image_pixels, len(p)), replace=False)
+            self._unc_pixels.append((p[pick], g[pick], u[pick]))
+
+    def uncertainty_scores(self) -> dict[str, float]:
+        """AUSE (RMSE and AbsRel), 1- and 2-sigma coverage and the per-image uncertainty-error correlation."""
+        if not self._unc_pixels:
+            return {}
+        p, g, u = (np.concatenate(a) for a in zip(*self._unc_pixels))
+        images = np.array(self._unc_images)
+        return {"ause_rmse": U.ause(p, g, u, "rmse"), "ause_abs_rel": U.ause(p, g, u, "abs_rel"),
+                "coverage_1sigma": U.coverage(p, g, u, 1), "coverage_2sigma": U.coverage(p, g, u, 2),
+                "uncertainty_error_corr": U.error_correlation(images[:, 0], images[:, 1])}
+
     def pooled_rmse(self) -> float:
         """RMSE over every valid pixel of the split at once: independent of batching and image sizes."""
         count = float(self.bin_count.sum())
@@ -146,7 +181,8 @@ class Evaluator:
         plus ``rmse_pooled`` (all pixels at once; with the course's per-batch RMSE it is what makes numbers from
         different batch sizes comparable)."""
         rows = self._batch_rows if self.protocol.per_batch else self.image_rows
-        return {**{k: _nanmean([r[k] for r in rows]) for k in METRICS}, "rmse_pooled": self.pooled_rmse()}
+        return {**{k: _nanmean([r[k] for r in rows]) for k in METRICS}, "rmse_pooled": self.pooled_rmse(),
+                **self.uncertainty_scores()}
 
     def result(self) -> dict:
         """The JSON-ready result: protocol, metrics and sample count."""

@@ -37,7 +37,8 @@ def source_name(source: dict) -> str:
 
 
 def resolve_source(source: dict, data_root: str | None, split: str | None, protocol: Protocol, device: str,
-                   data_overrides: list[str] | tuple = ()) -> tuple[Predict, DepthDataset, DataConfig, str]:
+                   data_overrides: list[str] | tuple = (), uncertainty: str | None = None
+                   ) -> tuple[Predict, DepthDataset, DataConfig, str]:
     """The predictor, the raw (uncapped) evaluation dataset, the data config and the output kind of one source.
 
     A checkpoint's data is its own unless ``data_root`` (any layout; detected) or ``data_overrides``
@@ -57,9 +58,12 @@ def resolve_source(source: dict, data_root: str | None, split: str | None, proto
             data_cfg = loaded.cfg.data
         elif not data_root and not source.get("data_config"):
             raise ValueError(f"scoring {source['model']} needs --data ROOT (it carries no data set of its own)")
-        predict = model_predictor(loaded.model, data_cfg if not foreign else DataConfig(), protocol, device)
+        predict = model_predictor(loaded.model, data_cfg if not foreign else DataConfig(), protocol, device,
+                                  uncertainty)
     elif not data_root and not source.get("data_config"):
         raise ValueError("scoring --predictions needs --data ROOT (the data set the predictions belong to)")
+    elif uncertainty:
+        raise ValueError("--uncertainty scores a model's uncertainty; a prediction folder has none")
     if source.get("data_config"):
         data_cfg = load_config(base={"data": source["data_config"]}).data
     if data_root:
@@ -98,7 +102,8 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
     for row in rows:
         sample = dataset[index[row["stem"]]]
         batch = {"image": sample["image"][None], "depth": sample["depth"][None], "meta": {"stem": [row["stem"]]}}
-        pred = predict(batch)[0, 0].float().numpy()
+        out = predict(batch)
+        pred = (out[0] if isinstance(out, tuple) else out)[0, 0].float().numpy()
         gt = sample["depth"][0].clamp(0, cap).numpy()
         triples.append(((sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8), gt, pred))
     if triples:
@@ -109,11 +114,16 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
 @torch.inference_mode()
 def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | None = None, split: str | None = None,
                      device: str = "cpu", report_dir: str | Path | None = None, worst: int = 8,
-                     command: str = "", data_overrides: list[str] | tuple = ()) -> list[dict]:
-    """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``."""
+                     command: str = "", data_overrides: list[str] | tuple = (), uncertainty: str | None = None
+                     ) -> list[dict]:
+    """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``.
+
+    ``uncertainty`` (``model`` or ``tta``) also scores each source's uncertainty (AUSE, coverage, correlation).
+    """
     cards = []
     for source in sources:
-        predict, dataset, data_cfg, kind = resolve_source(source, data_root, split, protocol, device, data_overrides)
+        predict, dataset, data_cfg, kind = resolve_source(source, data_root, split, protocol, device, data_overrides,
+                                                          uncertainty)
         scored, why = protocol_for(protocol, kind)
         if why:
             log.info("%s: %s", source_name(source), why)
@@ -122,6 +132,8 @@ def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | N
                 "config": dataclasses.asdict(data_cfg)}
         card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data, command)
         card["source_kind"] = kind
+        if uncertainty:
+            card["uncertainty"] = uncertainty
         if why:
             card["alignment_note"] = why
         if report_dir:
@@ -144,7 +156,10 @@ UNDEFINED_WHY = {
 
 def comparison_table(cards: list[dict], columns: tuple[str, ...] = ("rmse", "rmse_pooled", "ssim", "abs_rel",
                                                                      "delta1", "silog", "edge_f1")) -> str:
-    """A Markdown table: one row per source; a per-batch protocol shows its batch size (``challenge/b16``)."""
+    """A Markdown table: one row per source; a per-batch protocol shows its batch size (``challenge/b16``).
+    Uncertainty scores get their columns when a card has them."""
+    extra = ("ause_rmse", "coverage_1sigma", "coverage_2sigma", "uncertainty_error_corr")
+    columns = tuple(columns) + tuple(k for k in extra if any(k in c["metrics"] for c in cards) and k not in columns)
     head = "| source | protocol | n | " + " | ".join(columns) + " |"
     sep = "|---|---|---|" + "---|" * len(columns)
 

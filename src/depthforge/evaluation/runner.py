@@ -12,28 +12,51 @@ from torch import nn
 from depthforge.config import DataConfig
 from depthforge.data import DepthDataset, build_loader
 from depthforge.data.transforms import to_size
-from depthforge.inference.native import predict_native
+from depthforge.inference.native import predict_native, tta_spread
 from depthforge.evaluation.evaluator import Evaluator
 from depthforge.evaluation.protocols import Protocol
 
 Predict = Callable[[dict], torch.Tensor]
 
 
-def model_predictor(model: nn.Module, data_cfg: DataConfig, protocol: Protocol, device: str | torch.device = "cpu"
-                    ) -> Predict:
-    """Batch -> native-resolution prediction for a model (with the protocol's flip and multi-scale TTA)."""
+def model_predictor(model: nn.Module, data_cfg: DataConfig, protocol: Protocol, device: str | torch.device = "cpu",
+                    uncertainty: str | None = None) -> Predict:
+    """Batch -> native-resolution prediction for a model (with the protocol's flip and multi-scale TTA).
+
+    ``uncertainty``: ``model`` (the model's own, e.g. a Laplace head; no TTA) or ``tta`` (the spread of the TTA
+    passes): the predictor then returns ``(depth, uncertainty)``.
+    """
     model = model.to(device).eval()
+    if uncertainty == "model" and not getattr(model, "uncertainty_kind", None):
+        raise ValueError("this source predicts no uncertainty of its own (a Laplace head or a Marigold ensemble "
+                         "does); use --uncertainty tta with --flip-tta or --tta-scales")
+    if uncertainty == "model" and (protocol.flip_tta or len(protocol.tta_scales) > 1):
+        raise ValueError("--uncertainty model scores the model's own uncertainty: drop the TTA options")
+
+    def one(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        depth = predict_native(model, image, data_cfg, protocol.flip_tta, protocol.tta_scales)
+        if uncertainty == "tta":
+            return depth, tta_spread(model, image, data_cfg, protocol.flip_tta, protocol.tta_scales)
+        if uncertainty == "model":
+            if getattr(model, "last_uncertainty", None) is None:
+                raise ValueError("the source gave no uncertainty for this batch (Marigold: --ensemble-size 3 or more)")
+            return depth, to_size(model.last_uncertainty, tuple(image.shape[-2:]))
+        return depth, None
 
     @torch.inference_mode()
-    def predict(batch: dict) -> torch.Tensor:
+    def predict(batch: dict):
         image = batch["image"].to(device)
         if "size" not in batch["meta"]:
-            return predict_native(model, image, data_cfg, protocol.flip_tta, protocol.tta_scales).cpu()
-        out = torch.zeros(image.shape[0], 1, *image.shape[-2:])
-        for i, (h, w) in enumerate(batch["meta"]["size"]):  # each image alone, at its own size
-            one = image[i:i + 1, :, :h, :w]
-            out[i, :, :h, :w] = predict_native(model, one, data_cfg, protocol.flip_tta, protocol.tta_scales).cpu()
-        return out
+            depth, unc = one(image)
+        else:
+            depth = torch.zeros(image.shape[0], 1, *image.shape[-2:], device=image.device)
+            unc = torch.zeros_like(depth) if uncertainty else None
+            for i, (h, w) in enumerate(batch["meta"]["size"]):  # each image alone, at its own size
+                d, u = one(image[i:i + 1, :, :h, :w])
+                depth[i, :, :h, :w] = d[0]
+                if unc is not None:
+                    unc[i, :, :h, :w] = u[0]
+        return (depth.cpu(), unc.cpu()) if uncertainty else depth.cpu()
 
     return predict
 
@@ -72,6 +95,8 @@ def run_evaluation(dataset: DepthDataset, predict: Predict, protocol: Protocol) 
     """Score every sample in order, in batches of ``protocol.batch_size`` (the last partial batch kept)."""
     evaluator = Evaluator(protocol)
     for batch in build_loader(dataset, protocol.batch_size, shuffle=False):
-        evaluator.process(predict(batch), batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
-                          batch["meta"].get("size"))
+        out = predict(batch)
+        pred, unc = out if isinstance(out, tuple) else (out, None)  # (depth, uncertainty) when one is scored
+        evaluator.process(pred, batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
+                          batch["meta"].get("size"), uncertainty=unc)
     return evaluator
