@@ -12,7 +12,7 @@ Usage (the rows in BENCHMARKS.md name the exact command):
         --init runs/cpu/checkpoints/last.ckpt
 
 Writes the data to ``--work``/data (once), runs to ``--work``/<arm>, and the table to
-benchmarks/results/small-real.{json,md}.
+benchmarks/results/<--name>.{json,md}.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ ARMS = {
     "cpu": ["--config", "cpu", "data.max_depth=10"],
     "small-real": ["--config", "small-real"],
     "small-real+init": ["--config", "small-real"],  # + model.init_from=--init
+    "cpu+init": ["--config", "cpu", "data.max_depth=10"],  # + model.init_from=--init
 }
 
 
@@ -73,8 +74,9 @@ def main() -> None:
     budget.add_argument("--steps", type=int, help="optimiser steps of each arm (the same network and batch: the same "
                                                  "compute, whatever else runs on the machine)")
     parser.add_argument("--arms", default="cpu,small-real", help=f"comma-separated subset of {list(ARMS)}")
-    parser.add_argument("--init", help="small-real+init: a depthforge checkpoint of the same model (other data)")
+    parser.add_argument("--init", help="the +init arms: a depthforge checkpoint of the same model (other data)")
     parser.add_argument("--work", default="runs/small-real")
+    parser.add_argument("--name", default="small-real", help="results file benchmarks/results/<name>.{json,md}")
     parser.add_argument("--n-train", type=int, default=400)
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
@@ -84,8 +86,8 @@ def main() -> None:
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         parser.error(f"--arms: unknown {unknown}; choose from {list(ARMS)}")
-    if "small-real+init" in arms and not args.init:
-        parser.error("--arms small-real+init needs --init CHECKPOINT")
+    if any(a.endswith("+init") for a in arms) and not args.init:
+        parser.error("the +init arms need --init CHECKPOINT")
 
     work = Path(args.work)
     manifest = make_data(work / "data", args.n_train, args.n_test, *args.size, args.seed)
@@ -97,7 +99,7 @@ def main() -> None:
         budget = [f"train.max_minutes={args.minutes}"] if args.minutes else ["--max-steps", str(args.steps)]
         train_cmd = ["train", *ARMS[arm], "--data", str(manifest), "--out", str(out), "data.val_split=test",
                      *budget, "train.progress_bar=false", "train.num_previews=0"]
-        if arm == "small-real+init":
+        if arm.endswith("+init"):
             train_cmd.append(f"model.init_from={args.init}")
         start = time.perf_counter()
         if depthforge(train_cmd) != 0:
@@ -130,8 +132,8 @@ def main() -> None:
     print(table)
     meta = {"command": "python " + " ".join(sys.argv), "machine": machine, "minutes": args.minutes, "steps": args.steps,
             "data": {"train": args.n_train, "test": args.n_test, "size": list(args.size), "seed": args.seed}}
-    (results / "small-real.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
-    (results / "small-real.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
+    (results / f"{args.name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    (results / f"{args.name}.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
 
 
 if __name__ == "__main__":

@@ -180,6 +180,21 @@ def test_depth_pro_focal_length_goes_into_the_point_cloud(tiny, photo, tmp_path)
     assert json.loads((given / "photo.npy.json").read_text())["intrinsics"]["fx"] == 99  # the user's value wins
 
 
+def test_a_transformers_source_runs_tiled_and_with_tta(tiny, tmp_path):
+    from depthforge.inference import Predictor
+    from depthforge.inference.sources import load_source
+
+    rgb = np.random.default_rng(1).integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    loaded = load_source({"model": f"hf:{tiny['zoe']}"})
+    predictor = Predictor(loaded.model, loaded.cfg.data, flip=True)
+    with torch.no_grad():
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        expected = 0.5 * (loaded.model(x) + loaded.model(x.flip(-1)).flip(-1))[0, 0].numpy()
+    np.testing.assert_allclose(predictor(rgb), expected, atol=1e-5)  # flip TTA through the same Predictor
+    tiled = Predictor(loaded.model, loaded.cfg.data).tiled(rgb, (48, 80), overlap=0.25, coarse_side=96)
+    assert tiled.shape == (96, 160) and np.isfinite(tiled).all()
+
+
 def test_an_unavailable_hub_model_names_the_repo_and_both_ways_to_provide_it(monkeypatch):
     from depthforge.inference.sources import load_source
 
