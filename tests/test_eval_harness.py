@@ -65,6 +65,7 @@ def test_standard_ssim_matches_scikit_image():
     ("median", lambda g: 4.0 * g),
     ("scale", lambda g: 0.5 * g),
     ("scale_shift_disparity", lambda g: 1 / (2.0 / g + 0.1)),
+    ("disparity", lambda g: 2.0 / g + 0.1),  # the prediction is itself a disparity (DPT / MiDaS)
 ])
 def test_alignment_recovers_affine_predictions(method, make):
     gt = torch.rand(2, 1, 12, 16, dtype=torch.float64) * 9 + 1

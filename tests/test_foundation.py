@@ -242,7 +242,7 @@ def test_a_disparity_source_is_aligned_in_disparity_space_and_a_metric_one_is_no
     disparity = 3.0 / gt + 0.5  # what a MiDaS-like model returns for this scene: affine in 1/depth
     standard = get_protocol("standard", 10.0)
     scored, why = protocol_for(standard, "disparity")
-    assert scored.alignment == "scale_shift_disparity" and "disparity" in why
+    assert scored.alignment == "disparity" and "disparity" in why
     ev = Evaluator(scored)
     ev.process(disparity, gt)
     assert ev.compute()["rmse"] < 1e-3  # inverted correctly: exact depth back
@@ -264,7 +264,7 @@ def test_eval_cards_record_the_kind_and_the_alignment(tiny, tmp_path):
     assert main(["evaluate", "--model", f"hf:{tiny['da']}", "--model", f"hf:{tiny['zoe']}", "--data", str(data),
                  "--split", "val", "--protocol", "standard", "--max-depth", "10", "--json", str(cards)]) == 0
     da, zoe = json.loads(cards.read_text())
-    assert da["source_kind"] == "disparity" and da["protocol"]["alignment"] == "scale_shift_disparity"
+    assert da["source_kind"] == "disparity" and da["protocol"]["alignment"] == "disparity"
     assert "aligned" in da["alignment_note"]
     assert zoe["source_kind"] == "metric" and zoe["protocol"]["alignment"] == "none" and "alignment_note" not in zoe
     assert main(["evaluate", "--model", f"hf:{tiny['da']}", "--protocol", "standard"]) == 2  # no data of its own

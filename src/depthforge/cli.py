@@ -217,7 +217,7 @@ def _predict(args: argparse.Namespace) -> int:
             depths = [predictor.tiled(rgb, (th, tw), args.overlap) for rgb in rgbs]
         else:
             depths = predictor.batch(rgbs)
-        extras = predictor.extras if not args.tile else [{} for _ in group]
+        extras = predictor.extras if not args.tile and len(predictor.extras) == len(group) else [{} for _ in group]
         for path, rgb, depth, extra in zip(group, rgbs, depths, extras):
             _write_one(args, cfg, source, points, path, rgb, depth, predictor.scales, extra)
     return 0
@@ -492,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch size of a per-batch protocol (challenge: 16, as the course; participants A and C "
                         "used 32, B 64); recorded in the eval card. The pooled all-pixel RMSE does not depend on it")
     p.add_argument("--crop", help="none | eigen | garg | top,bottom,left,right (fractions or pixels)")
-    p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity")
+    p.add_argument("--alignment", help="none | median | scale | scale_shift | scale_shift_disparity (depth predictions fitted in inverse depth) | disparity (disparity predictions)")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
     p.add_argument("--uncertainty", choices=["model", "tta"],

@@ -102,8 +102,8 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
     for row in rows:
         sample = dataset[index[row["stem"]]]
         batch = {"image": sample["image"][None], "depth": sample["depth"][None], "meta": {"stem": [row["stem"]]}}
-        out = predict(batch)
-        pred = (out[0] if isinstance(out, tuple) else out)[0, 0].float().numpy()
+        predicted = predict(batch)
+        pred = (predicted[0] if isinstance(predicted, tuple) else predicted)[0, 0].float().numpy()
         gt = sample["depth"][0].clamp(0, cap).numpy()
         triples.append(((sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8), gt, pred))
     if triples:

@@ -27,7 +27,7 @@ from depthforge.config import Config
 
 KINDS = ("metric", "relative", "disparity")
 # The alignment a protocol without one uses for a non-metric source (the eval card records it).
-AUTO_ALIGNMENT = {"relative": "scale_shift", "disparity": "scale_shift_disparity"}
+AUTO_ALIGNMENT = {"relative": "scale_shift", "disparity": "disparity"}
 MODEL_PREFIXES = ("hf:", "marigold:", "depthforge:")
 # Marigold options a spec may carry (command line: --ensemble-size, --denoise-steps, --processing-res, --seed).
 MARIGOLD_OPTIONS = ("ensemble_size", "steps", "processing_resolution", "seed")

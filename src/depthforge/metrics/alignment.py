@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-ALIGNMENTS = ("none", "median", "scale", "scale_shift", "scale_shift_disparity")
+ALIGNMENTS = ("none", "median", "scale", "scale_shift", "scale_shift_disparity", "disparity")
 
 # Eigen et al. (2014) NYU crop on 480x640, as BTS/AdaBins/ZoeDepth apply it: rows 45..471, cols 41..601.
 EIGEN_CROP = (45 / 480, 471 / 480, 41 / 640, 601 / 640)
@@ -48,7 +48,8 @@ def align(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, method: str)
 
     ``median``: scale by median(gt) / median(pred) (monodepth2); ``scale``: least-squares scale; ``scale_shift``:
     least-squares scale and shift in depth (Marigold, Depth Anything's relative protocol); ``scale_shift_disparity``:
-    the same in inverse depth (MiDaS), converted back to depth.
+    the same in inverse depth (MiDaS), converted back to depth; ``disparity``: for a prediction that *is* an
+    affine-invariant disparity (DPT / MiDaS, relative Depth Anything), scale and shift fitted to 1 / gt, then inverted.
     """
     if method == "none":
         return pred
@@ -66,6 +67,7 @@ def align(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, method: str)
         elif method == "scale_shift":
             out.append(align_scale_shift(p[None], g[None], m[None])[0])
         else:
-            disp = align_scale_shift(1 / p.clamp_min(1e-6)[None], 1 / g.clamp_min(1e-6)[None], m[None])[0]
+            source = p if method == "disparity" else 1 / p.clamp_min(1e-6)  # already disparity, or depth to invert
+            disp = align_scale_shift(source[None], 1 / g.clamp_min(1e-6)[None], m[None])[0]
             out.append(1 / disp.clamp_min(1e-6))
     return torch.stack(out)
