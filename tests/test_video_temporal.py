@@ -82,3 +82,26 @@ def test_a_long_clip_streams_with_flat_memory(tmp_path):
         peaks[n] = int(out[1])
     # 2,000 frames of 32x48 held in memory would add ~9 MB of RGB alone, and their depth maps more.
     assert peaks[2000] < peaks[200] + 8 * 1024  # KiB
+
+
+def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path):
+    from PIL import Image
+
+    from depthforge.cli import main
+    from depthforge.inference.video import read_frames
+    from tests.conftest import train_tiny
+
+    frames = tmp_path / "walk"
+    frames.mkdir()
+    seq = render_sequence(3, 6, 48, 64)
+    for i, rgb in enumerate(seq["rgb"]):
+        Image.fromarray(rgb).save(frames / f"{i:04d}.png")
+    ckpt = train_tiny(tmp_path / "run")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), str(frames), "--sequence", "--stabilize", "causal",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("walk_*.npy")) == [f"walk_{i:06d}.npy" for i in range(6)]
+    assert sum(1 for _ in read_frames(out / "walk_depth.mp4")) == 6
+    plain = tmp_path / "plain"  # without --sequence the folder is a set of photos, one depth file each
+    assert main(["predict", "--checkpoint", str(ckpt), str(frames), "--out", str(plain)]) == 0
+    assert sorted(p.name for p in plain.glob("*.npy")) == [f"{i:04d}.npy" for i in range(6)]

@@ -193,7 +193,8 @@ def _predict(args: argparse.Namespace) -> int:
     for text in args.point or []:
         x, y, m = text.split(",")
         points.append((int(x), int(y), float(m)))
-    videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES
+              or (args.sequence and Path(p).is_dir())]
     for video in videos:
         meta = {"model": cfg.model.name, **source, "video": str(video)}
         valid = model_range(cfg.data.max_depth) if loaded.kind == "metric" else None
@@ -207,7 +208,7 @@ def _predict(args: argparse.Namespace) -> int:
 
         n, out = predict_video(video, predictor, args.out, write_frame, args.vmax, stabilize=args.stabilize)
         print(f"{video} -> {n} frames, {out}")
-    images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
+    images = [p for p in args.inputs if Path(p) not in videos]
     paths = expand_inputs(images) if images else []
     for group in tqdm(_same_size_batches(paths, args.batch_size), desc="predict", unit="batch",
                       disable=not sys.stderr.isatty()):
@@ -534,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <stem>_uncertainty.npy: the model's own (Laplace head; Marigold ensembles write "
                         "theirs always) or the spread of the TTA passes (needs --flip-tta / --tta-scales)")
     p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
+    p.add_argument("--sequence", action="store_true",
+                   help="treat each input folder as one video (its images in name order): per-frame depth, a "
+                        "side-by-side video, and --stabilize")
     p.add_argument("--stabilize", choices=["none", "causal", "offline"], default="none",
                    help="video: smooth each frame's global scale over time, online (causal: frames so far) or over "
                         "the whole clip (offline: two passes)")

@@ -21,7 +21,18 @@ def _av():
 
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a video file."""
+    """RGB uint8 frames of a video file, or of an image-sequence folder (its images in name order), one at a
+    time."""
+    path = Path(path)
+    if path.is_dir():
+        from depthforge.io import IMAGE_SUFFIXES, read_rgb
+
+        frames = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not frames:
+            raise FileNotFoundError(f"{path}: no images to read as a sequence ({', '.join(IMAGE_SUFFIXES)})")
+        for p in frames:
+            yield read_rgb(p)
+        return
     with _av().open(str(path)) as container:
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
