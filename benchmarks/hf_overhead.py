@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -122,10 +124,7 @@ def main() -> None:
              f"{row['depthforge_peak_rss_mb']:.0f} | {row['time_ratio_median']:.3f} |")
     print(table)
     print(f"same outputs: {same}")
-    results = Path("benchmarks/results")
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "hf-overhead.json").write_text(json.dumps({**row, "runs": runs}, indent=2))
-    (results / "hf-overhead.md").write_text(f"{table}\n\n{json.dumps({k: v for k, v in row.items()})}\n")
+    save_results("hf-overhead", table, row, {"runs": runs})
 
 
 if __name__ == "__main__":

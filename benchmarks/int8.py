@@ -11,7 +11,6 @@ val split under the challenge protocol (batch 16) and the standard one. Static I
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
 
 from depthforge.data import build_dataset
 from depthforge.evaluation import get_protocol
@@ -80,10 +81,7 @@ def main() -> None:
     print(table)
     meta = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, {threads} threads, "
             f"torch {torch.__version__}", "calibration_images": args.calibration_n, "size": "144x256"}
-    out = Path("benchmarks/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "int8.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
-    (out / "int8.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
+    save_results("int8", table, meta, {"rows": rows})
 
 
 if __name__ == "__main__":

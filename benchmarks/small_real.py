@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
 from PIL import Image
 
 from depthforge.cli import main as depthforge
@@ -97,8 +99,6 @@ def main() -> None:
 
     work = Path(args.work)
     manifest = make_data(work / "data", args.n_train, args.n_test, *args.size, args.seed)
-    results = Path("benchmarks/results")
-    results.mkdir(parents=True, exist_ok=True)
     rows = []
     for arm in arms:
         out = work / arm
@@ -138,8 +138,7 @@ def main() -> None:
     print(table)
     meta = {"command": "python " + " ".join(sys.argv), "machine": machine, "minutes": args.minutes, "steps": args.steps,
             "data": {"train": args.n_train, "test": args.n_test, "size": list(args.size), "seed": args.seed}}
-    (results / f"{args.name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
-    (results / f"{args.name}.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
+    save_results(args.name, table, meta, {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ and shift per clip in disparity, reprojection AbsRel both ways, x 100). Writes b
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
 
 from depthforge.data.synthetic import SKY_DEPTH, render_sequence
 from depthforge.inference import Predictor, load_checkpoint
@@ -89,10 +89,7 @@ def main() -> None:
     meta = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, "
             f"{torch.get_num_threads()} threads", "sequences": args.sequences, "frames": args.frames,
             "size": "144x256", "cap_m": cap, "seeds": used}
-    out = Path("benchmarks/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "video-temporal.json").write_text(json.dumps({**meta, "rows": rows, "per_sequence": totals}, indent=2))
-    (out / "video-temporal.md").write_text(f"{table}\n\n{json.dumps(meta)}\n")
+    save_results("video-temporal", table, meta, {"rows": rows, "per_sequence": totals})
 
 
 if __name__ == "__main__":

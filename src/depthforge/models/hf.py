@@ -60,7 +60,8 @@ def load_hf_parts(repo: str) -> tuple[nn.Module, Any]:
                                       "the weights and preprocessor_config.json (save_pretrained writes them)") from err
         raise HubUnavailableError(
             f"{repo}: model not found locally and the Hub cannot be reached ({type(err).__name__}). Either run once "
-            f"with network so it lands in the Hugging Face cache (HF_HOME, now {os.environ.get('HF_HOME', '~/.cache/huggingface')}), "
+            "with network so it lands in the Hugging Face cache (HF_HOME, now "
+            f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}), "
             f"or download it elsewhere (huggingface-cli download {repo} --local-dir FOLDER) and pass hf:FOLDER") from err
     return model, processor
 
