@@ -8,6 +8,8 @@ from depthforge.models import create_model, list_models
 
 # timm's ViT resizes its position embedding with antialiased bicubic interpolation, which ONNX has no operator for.
 NOT_ONNX = {"dpt_vit_tiny": "aten::_upsample_bicubic2d_aa has no ONNX export",
+            "diffusion_efficientnet_lite2": "samples noise from a seeded torch.Generator in a loop of diffusers "
+                                            "scheduler steps",
             "hf": "runs its transformers image processor in Python around the network (tests/test_foundation.py)"}
 
 

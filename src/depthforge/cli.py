@@ -122,7 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.ensemble and len(args.checkpoint or []) < 2:
         raise UsageError("--ensemble averages several checkpoints; give two or more with --checkpoint")
     checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
-    sources = ([{"checkpoint": c} for c in checkpoints] + _model_specs(args)
+    sources = ([{"checkpoint": c, **_sampling(args)} for c in checkpoints] + _model_specs(args)
                + [{"predictions": d} for d in args.predictions or []])
     if not sources:
         raise UsageError("give --checkpoint CKPT..., --model SPEC..., --predictions DIR... or --card FILE")
@@ -142,6 +142,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(cards, indent=2))
     return 0
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    """--samples / --steps / --seed for a diffusion checkpoint (the source spec, hence the eval card, records them)."""
+    return {k: v for k, v in (("samples", args.ensemble_size), ("steps", args.denoise_steps), ("seed", args.seed))
+            if v is not None}
 
 
 def _model_specs(args: argparse.Namespace) -> list[dict]:
@@ -175,11 +181,12 @@ def _predict(args: argparse.Namespace) -> int:
     if args.onnx:
         source = {"onnx": str(args.onnx)}
     elif args.checkpoint:
-        source = {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint)}
+        source = {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint),
+                  **_sampling(args)}
     else:
         source = _model_specs(args)[0]
     loaded = load_source(source, args.device)
-    if hasattr(loaded.model, "last_uncertainty") and (args.flip_tta or args.tta_scales or args.tile):
+    if str(source.get("model", "")).startswith("marigold:") and (args.flip_tta or args.tta_scales or args.tile):
         raise UsageError("Marigold ensembles its own passes: use --ensemble-size instead of --flip-tta, "
                          "--tta-scales or --tile")
     model, cfg = loaded.model, loaded.cfg
@@ -458,13 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--model", action="append", metavar="SPEC",
                        help="hf:<repo id or folder> (transformers: Depth Anything, DPT, ZoeDepth, GLPN, Depth Pro), "
                             "marigold:<repo id or folder> (diffusers) or depthforge:<shared folder or repo id>")
-    group.add_argument("--ensemble-size", type=_positive_int, help="Marigold: predictions per image (3+: "
-                                                                   "uncertainty map too; default 1)")
-    group.add_argument("--denoise-steps", type=_positive_int, help="Marigold: denoising steps (default: the "
-                                                                   "pipeline's)")
+    group.add_argument("--samples", "--ensemble-size", dest="ensemble_size", type=_positive_int,
+                       help="diffusion checkpoints and Marigold: samples per image, ensembled (median; 2+ for a "
+                            "diffusion checkpoint, 3+ for Marigold: uncertainty map too; default 1)")
+    group.add_argument("--steps", "--denoise-steps", dest="denoise_steps", type=_positive_int,
+                       help="diffusion checkpoints and Marigold: denoising steps (default: the model's)")
     group.add_argument("--processing-res", type=int, help="Marigold: processing resolution, 0 = native (default: "
                                                           "the pipeline's)")
-    group.add_argument("--seed", type=int, help="Marigold: noise seed (default 0; same seed, same prediction)")
+    group.add_argument("--seed", type=int, help="diffusion checkpoints and Marigold: noise seed (default 0; same "
+                                                "seed, same prediction)")
 
     p = sub.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train a model (default: the baseline on the embedded synthetic scenes)")
     p.add_argument("--config", help="recipe YAML file or bundled recipe name (e.g. baseline)")

@@ -84,6 +84,8 @@ def laplace_nll(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, st
 
 # Terms that also need the model's predicted uncertainty (a head such as ``laplace``).
 UNCERTAINTY_LOSSES = {"laplace_nll": laplace_nll}
+# Terms a model computes itself during its training forward (the diffusion model's denoising MSE).
+MODEL_LOSSES = {"diffusion": "a diffusion model's denoising loss (model.name=diffusion_*)"}
 
 LOSSES: dict[str, LossFn] = {
     "l1": l1_loss, "mse": mse_loss, "rmse": rmse_loss, "berhu": berhu_loss, "silog": silog_loss, "ssim": ssim_loss,
@@ -95,7 +97,7 @@ class WeightedLoss:
     """``sum(weight * loss)`` over named terms; returns the total and each term for logging."""
 
     def __init__(self, terms: dict[str, float]):
-        known = set(LOSSES) | set(UNCERTAINTY_LOSSES)
+        known = set(LOSSES) | set(UNCERTAINTY_LOSSES) | set(MODEL_LOSSES)
         unknown = sorted(set(terms) - known)
         if unknown:
             raise KeyError(f"unknown loss term(s) {unknown}; available: {sorted(known)}")
@@ -104,10 +106,16 @@ class WeightedLoss:
         self.terms = {k: float(v) for k, v in terms.items()}
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 uncertainty: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 uncertainty: torch.Tensor | None = None, model_losses: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``model_losses``: the terms the model computed itself (:data:`MODEL_LOSSES`)."""
         parts = {}
         for name in self.terms:
-            if name in UNCERTAINTY_LOSSES:
+            if name in MODEL_LOSSES:
+                if not model_losses or name not in model_losses:
+                    raise ValueError(f"loss term {name} is {MODEL_LOSSES[name]}; this model computes none")
+                parts[name] = model_losses[name]
+            elif name in UNCERTAINTY_LOSSES:
                 if uncertainty is None:
                     raise ValueError(f"loss term {name} needs a model that predicts its uncertainty "
                                      "(model.kwargs.head=laplace)")

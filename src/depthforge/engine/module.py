@@ -51,9 +51,15 @@ class DepthModule(L.LightningModule):
         return predict_native(self.model, image, self.cfg.data)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        pred = self(batch["image"])
+        if hasattr(self.model, "denoising_loss"):  # a diffusion model: noise the target, denoise once
+            image = batch["image"]
+            if self.cfg.train.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
+            pred, own = self.model.denoising_loss(image, batch["depth"], batch["mask"])
+        else:
+            pred, own = self(batch["image"]), None
         loss, parts = self.criterion(pred, batch["depth"], batch["mask"],
-                                     getattr(self.model, "last_uncertainty", None))
+                                     getattr(self.model, "last_uncertainty", None), own)
         if not torch.isfinite(loss):
             stems = list(batch["meta"]["stem"])
             msg = (f"non-finite loss {loss.item()} at step {self.global_step} (epoch {self.current_epoch}), "

@@ -64,14 +64,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 
 class Ensemble(nn.Module):
-    """The mean of several depth models' predictions (checkpoint or seed ensembling, as Marigold averages samples)."""
+    """The mean of several depth models' predictions (checkpoint or seed ensembling, as Marigold averages samples);
+    their standard deviation in metres is kept as ``last_uncertainty`` (``--uncertainty model``)."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.last_uncertainty: torch.Tensor | None = None
+
+    @property
+    def uncertainty_kind(self) -> str:
+        return f"spread of {len(self.members)} checkpoints (standard deviation, metres)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+        preds = torch.stack([member(x) for member in self.members])
+        self.last_uncertainty = preds.std(dim=0)
+        return preds.mean(dim=0)
 
 
 def load_ensemble(paths: list[str | Path], device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:

@@ -31,6 +31,20 @@ AUTO_ALIGNMENT = {"relative": "scale_shift", "disparity": "disparity"}
 MODEL_PREFIXES = ("hf:", "marigold:", "depthforge:")
 # Marigold options a spec may carry (command line: --ensemble-size, --denoise-steps, --processing-res, --seed).
 MARIGOLD_OPTIONS = ("ensemble_size", "steps", "processing_resolution", "seed")
+# Sampling options of a depthforge diffusion checkpoint (command line: --samples, --steps, --seed).
+SAMPLING_OPTIONS = ("samples", "steps", "seed")
+
+
+def _apply_sampling(model: Any, spec: dict) -> None:
+    options = {k: spec[k] for k in SAMPLING_OPTIONS if spec.get(k) is not None}
+    if not options:
+        return
+    members = getattr(model, "members", None) or [model]
+    if not all(hasattr(m, "set_sampling") for m in members):
+        raise ValueError(f"{sorted(options)}: sampling options apply to a diffusion model (model.name=diffusion_*) "
+                         "or Marigold; this checkpoint is a regression model")
+    for m in members:
+        m.set_sampling(**options)
 
 
 @runtime_checkable
@@ -86,6 +100,7 @@ def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
 
         ck = spec["checkpoint"]
         model, cfg = load_ensemble(list(ck) if isinstance(ck, (list, tuple)) else [ck], device)
+        _apply_sampling(model, spec)
         return LoadedSource(model, cfg, source_kind(model), spec)
     if "onnx" in spec:
         from depthforge.inference.export import OnnxModel
@@ -115,6 +130,7 @@ def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
         from depthforge.inference.hub import load_pretrained
 
         model, cfg = load_pretrained(where, device)
+        _apply_sampling(model, spec)
         return LoadedSource(model, cfg, source_kind(model), spec)
     raise ValueError(f"--model '{text}': give hf:<repo id or folder>, marigold:<repo id or folder> or "
                      "depthforge:<shared folder or repo id>")

@@ -108,3 +108,18 @@ def dpt_vit_tiny(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stage
     enc = {"out_indices": (2, 5, 8, 11), "dynamic_img_size": True}
     return _timm("vit_tiny_patch16_224", "dpt", pretrained, head, max_depth, frozen_stages, frozen_bn_eval,
                  encoder_kwargs=enc, **kw)
+
+
+@register_model
+def diffusion_efficientnet_lite2(pretrained="none", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True,
+                                 widths=(256, 128, 64), **kw):
+    """Conditional diffusion depth model (:class:`~depthforge.models.diffusion.DiffusionDepthModel`): an
+    EfficientNet-Lite2 U-Net decoder down to stride 4 conditions a ``diffusers`` UNet2DModel denoiser; sampling
+    options ``samples``, ``steps``, ``seed``, ``eta``, ``ensemble``."""
+    from depthforge.models.diffusion import DiffusionDepthModel
+
+    encoder = TimmEncoder("tf_efficientnet_lite2", pretrained)
+    encoder.frozen_bn_eval = frozen_bn_eval
+    encoder.freeze(frozen_stages)
+    decoder = UNetDecoder(encoder.out_channels, encoder.strides, widths=tuple(widths))
+    return DiffusionDepthModel(encoder, decoder, max_depth=max_depth, **kw)
