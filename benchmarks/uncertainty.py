@@ -10,12 +10,14 @@ runs) under the challenge protocol and the standard one. Uncertainty kinds: ``tt
 (two passes, so the depth is the flip-TTA depth), ``model`` = the model's own (Laplace head; the diffusion model's
 sample spread). Time per image at 144x256, batch 1, as a ratio to the first regression model's plain forward
 in the same run. Also draws the sparsification curves of every row with an uncertainty
-(benchmarks/results/uncertainty_sparsification.png). Writes benchmarks/results/uncertainty.{json,md}.
+(benchmarks/results/<name>_sparsification.png). Writes benchmarks/results/<name>.{json,md} (--name, default
+uncertainty).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -29,7 +31,7 @@ from _results import RESULTS, save_results  # benchmarks/_results.py (scripts ru
 from depthforge.evaluation import get_protocol
 from depthforge.evaluation.report import evaluate_sources
 from depthforge.inference import load_checkpoint
-from depthforge.viz.plots import sparsification_plot
+from depthforge.viz.plots import plot_sparsification
 
 METRICS = ("rmse", "ssim", "abs_rel", "delta1", "ause_rmse", "coverage_1sigma", "coverage_2sigma",
            "uncertainty_error_corr")
@@ -62,6 +64,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--protocols", default="challenge,standard")
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--reference", metavar="NAME=CKPT", help="a model timed only (not evaluated): the time "
+                        "ratios' reference when the regression rows were scored in another run")
+    parser.add_argument("--name", default="uncertainty", help="results file name under benchmarks/results")
     args = parser.parse_args()
     # (row name, source spec, uncertainty kind or None, flip TTA)
     rows = []
@@ -83,21 +88,25 @@ def main() -> None:
             card = evaluate_sources([spec], protocol, args.data, "val", command=command, uncertainty=uncertainty)[0]
             results.setdefault(name, {})[proto] = {k: card["metrics"].get(k, float("nan")) for k in METRICS}
             if uncertainty and proto == "challenge":
-                curves[name] = card["metrics"].get("sparsification_rmse")
+                curves[name] = card["sparsification"]
             print(name, proto, results[name][proto], flush=True)
     # Time per image: every distinct (checkpoint, sampling) once, relative to the first plain regression model.
-    timing = {}
-    for name, spec, uncertainty, flip in rows:
+    timing, seen = {}, {}
+    timed = [(n, {"checkpoint": p}, None, False) for n, p in map(named, [args.reference] if args.reference else [])]
+    for name, spec, uncertainty, flip in timed + rows:
         if flip or uncertainty == "tta":
             continue
-        model, _ = load_checkpoint(spec["checkpoint"])
-        if hasattr(model, "set_sampling"):
-            model.set_sampling(samples=spec["samples"], steps=spec["steps"], seed=0)
-        timing[name] = per_image_ms(model.eval(), args.runs)
+        key = json.dumps(spec, sort_keys=True)  # a Laplace model's own uncertainty costs nothing extra: timed once
+        if key not in seen:
+            model, _ = load_checkpoint(spec["checkpoint"])
+            if "samples" in spec:
+                model.set_sampling(samples=spec["samples"], steps=spec["steps"], seed=0)
+            seen[key] = per_image_ms(model.eval(), args.runs)
+        timing[name] = seen[key]
     ref = next(iter(timing.values()))
     head = ("| model, uncertainty | time (x first) | challenge RMSE | SSIM | standard RMSE | AbsRel | delta1 | "
             "AUSE-RMSE | 1-sigma cover | 2-sigma cover | corr |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
+    lines = [head] + ([f"| {n} (reference, timed only) | 1.00 |" + " |" * 9 for n, *_ in timed])
     for name, _, _, _ in rows:
         c, s = results[name]["challenge"], results[name].get("standard", results[name]["challenge"])
         t = f"{timing[name] / ref:.2f}" if name in timing else "2 passes"
@@ -106,13 +115,12 @@ def main() -> None:
                      f"{c['coverage_2sigma']:.3f} | {c['uncertainty_error_corr']:.2f} |")
     table = "\n".join(lines).replace("| nan ", "| - ")
     print(table)
-    if any(v is not None for v in curves.values()):
-        sparsification_plot({k: v for k, v in curves.items() if v is not None},
-                            RESULTS / "uncertainty_sparsification.png")
+    if curves:
+        plot_sparsification(curves, RESULTS / f"{args.name}_sparsification.png")
     meta = {"command": command, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
             f"torch {torch.__version__}", "split": "val", "size": "144x256",
             "timing": "median per-image ms at batch 1, ratio to the first row's model"}
-    save_results("uncertainty", table, meta, {"results": results, "timing_ms": timing, "curves": curves})
+    save_results(args.name, table, meta, {"results": results, "timing_ms": timing, "curves": curves})
 
 
 if __name__ == "__main__":

@@ -76,9 +76,15 @@ def test_a_laplace_model_trains_and_predict_writes_its_uncertainty(tmp_path):
                  "--flip-tta"]) == 0
     # Scored: AUSE, coverage and correlation in the card, and the card re-runs to the same numbers.
     card = tmp_path / "card.json"
+    report = tmp_path / "report"
     assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--uncertainty", "model",
-                 "--json", str(card)]) == 0
+                 "--json", str(card), "--report", str(report), "--worst", "2"]) == 0
     metrics = json.loads(card.read_text())["metrics"]
+    curve = json.loads(card.read_text())["sparsification"]
+    assert len(curve["rmse"]) == len(curve["oracle_rmse"]) == len(curve["fraction_removed"])
+    assert all(o <= c + 1e-9 for o, c in zip(curve["oracle_rmse"], curve["rmse"]))  # nothing beats the oracle
+    written = {p.name for p in next(report.iterdir()).iterdir()}
+    assert {"sparsification.png", "worst_2.png"} <= written
     assert {"ause_rmse", "ause_abs_rel", "coverage_1sigma", "coverage_2sigma"} <= set(metrics)
     assert metrics["ause_rmse"] >= 0 and 0 <= metrics["coverage_1sigma"] <= metrics["coverage_2sigma"] <= 1
     assert main(["evaluate", "--card", str(card)]) == 0
@@ -129,3 +135,14 @@ def test_coverage_and_correlation():
     assert expected_coverage(1, "gaussian") == pytest.approx(0.6827, abs=1e-4)
     assert error_correlation([1, 2, 3], [2, 4, 6.5]) > 0.99
     assert math.isnan(error_correlation([1, 1, 1], [1, 2, 3]))
+
+
+def test_the_worst_grid_shows_the_uncertainty_beside_the_error():
+    from depthforge.viz.plots import comparison_figure
+
+    image, depth = np.zeros((8, 12, 3), np.uint8), np.full((8, 12), 3.0)
+    plain = comparison_figure([(image, depth, depth)], 10.0)
+    with_unc = comparison_figure([(image, depth, depth, depth / 10)], 10.0)
+    titles = [ax.get_title() for ax in with_unc.axes[:5]]
+    assert len(plain.axes) == 4 + 2 and len(with_unc.axes) == 5 + 2  # panels + two colour bars
+    assert titles[3:5] == ["|error| (m)", "uncertainty (m)"]

@@ -171,6 +171,15 @@ class Evaluator:
                 "coverage_1sigma": U.coverage(p, g, u, 1), "coverage_2sigma": U.coverage(p, g, u, 2),
                 "uncertainty_error_corr": U.error_correlation(images[:, 0], images[:, 1])}
 
+    def sparsification(self) -> dict[str, list[float]]:
+        """The RMSE sparsification curve of the scored uncertainty and the oracle's (pixels removed by true error),
+        over :data:`~depthforge.metrics.uncertainty.FRACTIONS`; empty without an uncertainty."""
+        if not self._unc_pixels:
+            return {}
+        p, g, u = (np.concatenate(a) for a in zip(*self._unc_pixels))
+        return {"fraction_removed": U.FRACTIONS.tolist(), "rmse": U.sparsification_curve(p, g, u).tolist(),
+                "oracle_rmse": U.sparsification_curve(p, g, np.abs(p - g)).tolist()}
+
     def pooled_rmse(self) -> float:
         """RMSE over every valid pixel of the split at once: independent of batching and image sizes."""
         count = float(self.bin_count.sum())

@@ -18,7 +18,7 @@ from depthforge.evaluation.evaluator import METRICS, Evaluator
 from depthforge.evaluation.protocols import Protocol
 from depthforge.evaluation.runner import Predict, folder_predictor, model_predictor, run_evaluation
 from depthforge.inference.sources import protocol_for
-from depthforge.viz.plots import plot_density, plot_error_by_depth, save_grid
+from depthforge.viz.plots import plot_density, plot_error_by_depth, plot_sparsification, save_grid
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def resolve_source(source: dict, data_root: str | None, split: str | None, proto
 
 def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, out_dir: str | Path, worst: int = 8
                  ) -> list[Path]:
-    """Per-image CSV, worst-N grid (by RMSE), error-by-depth-bin plot and prediction-vs-truth density plot."""
+    """Per-image CSV, worst-N grid (by RMSE), error-by-depth-bin plot and prediction-vs-truth density plot; with
+    an uncertainty, its sparsification curve against the oracle's, and the grid shows it beside the error."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "per_image.csv"]
@@ -96,6 +97,9 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
     cap = evaluator.protocol.max_depth
     written.append(plot_error_by_depth(evaluator.depth_bins(), out / "error_by_depth.png"))
     written.append(plot_density(evaluator.density.numpy(), cap, out / "density.png"))
+    curve = evaluator.sparsification()
+    if curve:
+        written.append(plot_sparsification({"this source": curve}, out / "sparsification.png"))
     rows = sorted(evaluator.image_rows, key=lambda r: -r["rmse"])[:worst]
     index = {dataset.stem(i): i for i in range(len(dataset))}
     triples = []
@@ -105,7 +109,10 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
         predicted = predict(batch)
         pred = (predicted[0] if isinstance(predicted, tuple) else predicted)[0, 0].float().numpy()
         gt = sample["depth"][0].clamp(0, cap).numpy()
-        triples.append(((sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8), gt, pred))
+        row = ((sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8), gt, pred)
+        if isinstance(predicted, tuple):  # (depth, uncertainty): the uncertainty map goes beside the error
+            row += (predicted[1][0, 0].float().numpy(),)
+        triples.append(row)
     if triples:
         written.append(save_grid(triples, cap, out / f"worst_{len(triples)}.png"))
     return written
@@ -134,6 +141,7 @@ def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | N
         card["source_kind"] = kind
         if uncertainty:
             card["uncertainty"] = uncertainty
+            card["sparsification"] = evaluator.sparsification()
         if why:
             card["alignment_note"] = why
         if report_dir:
