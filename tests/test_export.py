@@ -100,3 +100,69 @@ def test_int8_export_with_a_bad_calibration_folder_says_what_to_give(tiny_run, t
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m"), "--quantize", "int8",
                  "--calibration", str(tmp_path / "missing")]) == 2
     assert "calibration folder not found" in capsys.readouterr().err
+
+
+def test_openvino_and_every_ort_level_match_eager_and_predict_takes_the_backend(tiny_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from depthforge.cli import main
+    from depthforge.data import SyntheticScenes
+    from depthforge.inference import load_checkpoint
+    from depthforge.inference.export import OpenVINOModel, onnx_runner
+
+    model, cfg = load_checkpoint(tiny_run)
+    path = export_onnx(model, tmp_path / "m.onnx", cfg)
+    vino = onnx_runner(path, "openvino", threads=1)
+    assert isinstance(vino, OpenVINOModel) and vino.config.model.name == cfg.model.name
+    assert check_parity(model, vino, tol=1e-4) < 1e-4  # two sizes, one not a multiple of 32: dynamic shapes
+    levels = {}
+    for level in ("disable", "basic", "extended", "all"):
+        runner = onnx_runner(path, "onnxruntime", threads=1, opt_level=level)
+        levels[level] = runner.session.get_session_options().graph_optimization_level
+        assert check_parity(model, runner, tol=1e-4) < 1e-4
+    assert len(set(levels.values())) == 4  # each level really reaches the session
+    with pytest.raises(ValueError, match="choose from"):
+        onnx_runner(path, "tensorrt")
+    photo = tmp_path / "p.png"
+    Image.fromarray(SyntheticScenes(1, 48, 64, seed=2).get_color(0)).save(photo)
+    for backend in ("onnxruntime", "openvino"):
+        assert main(["predict", "--onnx", str(path), str(photo), "--out", str(tmp_path / backend),
+                     "--backend", backend, "--threads", "1"]) == 0
+    ort_depth, vino_depth = (np.load(tmp_path / b / "p.npy") for b in ("onnxruntime", "openvino"))
+    np.testing.assert_allclose(vino_depth, ort_depth, atol=1e-4)
+
+
+def test_int8_calibration_options_keep_the_ends_in_fp32(tiny_run, tmp_path):
+    import onnx
+
+    from depthforge.data import SyntheticScenes
+    from depthforge.inference import load_checkpoint
+    from depthforge.inference.quantize import end_nodes, quantize_onnx, read_metadata
+
+    model, cfg = load_checkpoint(tiny_run)
+    fp32 = export_onnx(model, tmp_path / "m.onnx", cfg)
+    images = [torch.from_numpy(SyntheticScenes(4, 48, 64, seed=1).get_color(i)).permute(2, 0, 1).float() / 255
+              for i in range(4)]
+    plain = quantize_onnx(fp32, tmp_path / "plain.onnx", cfg, "static", images)
+    ends = quantize_onnx(fp32, tmp_path / "ends.onnx", cfg, "static", images, "percentile", "ends")
+
+    def quantized_convs(path):  # convolutions whose weight comes out of a DequantizeLinear
+        graph = onnx.load(str(path)).graph
+        dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        return [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in dq]
+
+    excluded = set(end_nodes(fp32))
+    all_convs = quantized_convs(plain)
+    kept = quantized_convs(ends)
+    assert excluded & set(all_convs)  # quantised by default ...
+    assert not excluded & set(kept) and len(kept) == len(all_convs) - len(excluded & set(all_convs))  # ... not here
+    meta = read_metadata(ends)["depthforge_quantization"]
+    assert meta["calibration_method"] == "percentile" and meta["excluded"] == "ends" and meta["excluded_nodes"] >= 2
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        ref = model(x)
+    err = {p.stem: (OnnxModel(p)(x) - ref).abs().mean().item() for p in (plain, ends)}
+    assert all(e < 0.05 * ref.abs().mean().item() for e in err.values())
+    with pytest.raises(ValueError, match="calibration method"):
+        quantize_onnx(fp32, tmp_path / "x.onnx", cfg, "static", images, "kl")

@@ -179,7 +179,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --checkpoint CKPT (repeatable: an ensemble), --onnx MODEL.onnx or "
                          "--model hf:|marigold:|depthforge:<repo id or folder>")
     if args.onnx:
-        source = {"onnx": str(args.onnx)}
+        source = {"onnx": str(args.onnx), **{k: v for k, v in (("backend", args.backend), ("threads", args.threads),
+                                                                ("opt_level", args.ort_opt_level)) if v}}
     elif args.checkpoint:
         source = {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint),
                   **_sampling(args)}
@@ -341,7 +342,8 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path) -> int:
         else:  # the first images of the model's own training split
             train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
             images = [train_set[i]["image"] for i in range(min(args.calibration_n, len(train_set)))]
-    int8 = quantize_onnx(fp32, fp32.with_name(fp32.stem + ".int8.onnx"), cfg, args.quant_mode, images)
+    int8 = quantize_onnx(fp32, fp32.with_name(fp32.stem + ".int8.onnx"), cfg, args.quant_mode, images,
+                         args.calibration_method, args.quant_exclude)
     print(f"{int8}: INT8 ({args.quant_mode}{f', calibrated on {len(images)} images' if images else ''})")
     if args.no_accuracy:
         return 0
@@ -520,7 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", action="append",
                    help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
                         "(an ensemble)")
-    p.add_argument("--onnx", help="run an exported ONNX model with ONNX Runtime instead of a checkpoint")
+    p.add_argument("--onnx", help="run an exported ONNX model (fp32 or INT8) instead of a checkpoint")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="--onnx: the runtime (default "
+                   "onnxruntime; openvino needs the openvino extra; benchmarks/latency.py says which is faster)")
+    p.add_argument("--threads", type=_positive_int, help="--onnx: CPU threads (default: one per core)")
+    p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
+                   help="--onnx with onnxruntime: graph optimisation level (default all)")
     p.add_argument("inputs", nargs="+", help="image files, folders or video files (.mp4 .avi .mov .mkv .webm)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", nargs="+", action="extend", choices=DEPTH_FORMATS,
@@ -595,6 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static: weights and activations (QDQ, calibrated); dynamic: weights only")
     p.add_argument("--calibration", help="folder of images to calibrate on (default: the model's training split)")
     p.add_argument("--calibration-n", type=_positive_int, default=200, help="calibration images")
+    p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="static: how activation ranges are set from the calibration images")
+    p.add_argument("--quant-exclude", choices=["none", "ends"], default="none",
+                   help="static: ends keeps the first convolution and everything from the last one on (the depth "
+                        "head) in fp32")
     p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
     p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the fp32 vs int8 scoring")

@@ -44,15 +44,48 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, o
     return path
 
 
-class OnnxModel:
-    """An ONNX Runtime session that behaves like the eager model: (N, 3, H, W) tensor in, depth tensor out."""
+ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
+BACKENDS = ("onnxruntime", "openvino")
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+
+def onnx_config(path: str | Path) -> Config | None:
+    """The depthforge config an exported file carries, or None."""
+    import onnx
+
+    meta = {e.key: e.value for e in onnx.load(str(path), load_external_data=False).metadata_props}
+    return load_config(base=json.loads(meta["depthforge_config"])) if "depthforge_config" in meta else None
+
+
+class _Runner:
+    """What every exported-model runner shares: behaves like an eager model in eval mode on the CPU."""
+
+    config: Config | None
+
+    def eval(self):
+        return self
+
+    def to(self, *_args, **_kwargs):
+        return self
+
+
+class OnnxModel(_Runner):
+    """An ONNX Runtime session that behaves like the eager model: (N, 3, H, W) tensor in, depth tensor out.
+
+    ``threads``: intra-op threads (default: ONNX Runtime's, one per core); ``opt_level``: graph optimisation level,
+    one of :data:`ORT_OPT_LEVELS` (``all``, the default, fuses the most)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, opt_level: str = "all"):
         import onnxruntime as ort
 
+        if opt_level not in ORT_OPT_LEVELS:
+            raise ValueError(f"ONNX Runtime optimisation level '{opt_level}': choose from {ORT_OPT_LEVELS}")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[opt_level]
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         self.config = load_config(base=json.loads(meta["depthforge_config"])) if "depthforge_config" in meta else None
@@ -61,11 +94,39 @@ class OnnxModel:
         out = self.session.run(None, {"image": x.detach().cpu().float().numpy()})[0]
         return torch.from_numpy(out)
 
-    def eval(self) -> OnnxModel:
-        return self
 
-    def to(self, *_args, **_kwargs) -> OnnxModel:
-        return self
+class OpenVINOModel(_Runner):
+    """The same ONNX file run by OpenVINO's CPU plugin (extra ``openvino``), through its ONNX frontend.
+
+    ``precision``: OpenVINO's inference precision hint; ``f32`` (the default) keeps fp32 results, ``bf16`` lets
+    CPUs with bfloat16 units trade accuracy for speed. A QDQ INT8 file runs as INT8.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32"):
+        try:
+            import openvino as ov
+        except ImportError as err:
+            raise ImportError("the OpenVINO backend needs openvino: pip install 'depthforge[openvino]'") from err
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.config = onnx_config(path)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.request.infer({0: x.detach().cpu().float().numpy()})
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+
+
+def onnx_runner(path: str | Path, backend: str = "onnxruntime", threads: int | None = None,
+                opt_level: str = "all") -> _Runner:
+    """An exported ONNX file ready to run on the CPU with ``backend`` (one of :data:`BACKENDS`)."""
+    if backend == "onnxruntime":
+        return OnnxModel(path, threads, opt_level)
+    if backend == "openvino":
+        return OpenVINOModel(path, threads)
+    raise ValueError(f"backend '{backend}': choose from {BACKENDS}")
 
 
 def export_torch(model: nn.Module, path: str | Path) -> Path:

@@ -23,6 +23,8 @@ from depthforge.data.transforms import model_input
 from depthforge.io import IMAGE_SUFFIXES, DataError, read_rgb
 
 MODES = ("static", "dynamic")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+EXCLUDES = ("none", "ends")
 
 
 def calibration_images(folder: str | Path, n: int) -> list[torch.Tensor]:
@@ -67,27 +69,55 @@ def _set_metadata(path: Path, entries: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
+def end_nodes(path: str | Path) -> list[str]:
+    """Names of the first convolution and of every node from the last convolution on (the depth head and what
+    follows it): the layers whose quantisation error reaches the depth most directly."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    if not convs:
+        return []
+    names = [nodes[convs[0]].name] + [n.name for n in nodes[convs[-1]:]]
+    if not all(names):
+        raise ValueError(f"{path}: unnamed nodes; export it with depthforge export to name them")
+    return names
+
+
 def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "static",
-                  images: list[torch.Tensor] | None = None) -> Path:
-    """Write the INT8 model of the fp32 ONNX file ``fp32`` to ``out``; its metadata says how it was made."""
+                  images: list[torch.Tensor] | None = None, calibration_method: str = "minmax",
+                  exclude: str = "none") -> Path:
+    """Write the INT8 model of the fp32 ONNX file ``fp32`` to ``out``; its metadata says how it was made.
+
+    ``calibration_method`` (static): one of :data:`CALIBRATION_METHODS`; ``exclude``: ``none`` or ``ends``
+    (:func:`end_nodes` stay fp32)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
                                           quantize_dynamic, quantize_static)
 
     if mode not in MODES:
         raise ValueError(f"quantisation mode '{mode}': choose from {MODES}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method '{calibration_method}': choose from {CALIBRATION_METHODS}")
+    if exclude not in EXCLUDES:
+        raise ValueError(f"exclude '{exclude}': choose from {EXCLUDES}")
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[calibration_method]
+    skipped: list[str] = []
     fp32, out = Path(fp32), Path(out)
     prepared = out.with_name(out.stem + ".pre.onnx")
     try:
         # Shape inference and graph clean-up first, as ONNX Runtime recommends before quantising.
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        skipped = end_nodes(prepared) if exclude == "ends" else []
         if mode == "static":
             if not images:
                 raise DataError("static INT8 needs calibration images (e.g. --calibration DIR)")
             quantize_static(str(prepared), str(out), _Reader(images, cfg), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=method, nodes_to_exclude=skipped)
         else:
-            quantize_dynamic(str(prepared), str(out), per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(str(prepared), str(out), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=skipped)
     finally:
         prepared.unlink(missing_ok=True)
     import onnx
@@ -95,8 +125,10 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
     inherited = {e.key: e.value for e in onnx.load(str(fp32)).metadata_props}  # the depthforge config
     _set_metadata(out, {**inherited, "depthforge_quantization": json.dumps({
         "mode": mode, "format": "QDQ" if mode == "static" else "dynamic (QOperator)", "weights": "int8 per channel",
-        "activations": "uint8, MinMax-calibrated" if mode == "static" else "computed at run time",
-        "calibration_images": len(images or []) if mode == "static" else 0})})
+        "activations": f"uint8, {calibration_method}-calibrated" if mode == "static" else "computed at run time",
+        "calibration_images": len(images or []) if mode == "static" else 0,
+        "calibration_method": calibration_method if mode == "static" else None,
+        "excluded": exclude, "excluded_nodes": len(skipped)})})
     return out
 
 

@@ -103,9 +103,10 @@ def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
         _apply_sampling(model, spec)
         return LoadedSource(model, cfg, source_kind(model), spec)
     if "onnx" in spec:
-        from depthforge.inference.export import OnnxModel
+        from depthforge.inference.export import onnx_runner
 
-        model = OnnxModel(spec["onnx"])
+        model = onnx_runner(spec["onnx"], spec.get("backend", "onnxruntime"), spec.get("threads"),
+                            spec.get("opt_level", "all"))
         if model.config is None:
             raise ValueError(f"{spec['onnx']}: no depthforge config inside; export it with depthforge export")
         return LoadedSource(model, model.config, "metric", spec)
