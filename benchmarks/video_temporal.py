@@ -1,5 +1,6 @@
 """Temporal consistency of a model on rendered sequences with known camera motion: per-frame accuracy and TAE,
-without stabilisation, causal and offline, with the time per frame of each as a ratio to the per-frame model.
+without stabilisation, causal, offline and flow-guided (causal), with the time per frame of each as a ratio to the
+per-frame model.
 
     python benchmarks/video_temporal.py --checkpoint runs/cpu/checkpoints/last.ckpt --sequences 4 --frames 40
 
@@ -24,7 +25,7 @@ from _results import save_results  # benchmarks/_results.py (scripts run from th
 
 from depthforge.data.synthetic import SKY_DEPTH, render_sequence
 from depthforge.inference import Predictor, load_checkpoint
-from depthforge.inference.stabilize import CausalStabilizer, stabilize_offline
+from depthforge.inference.stabilize import CausalStabilizer, FlowStabilizer, stabilize_offline
 from depthforge.metrics.temporal import tae
 
 
@@ -43,12 +44,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--sequences", type=int, default=4)
     parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--flow", default="farneback", help="optical flow of the flow-guided filter")
     args = parser.parse_args()
     model, cfg = load_checkpoint(args.checkpoint)
     predictor = Predictor(model, cfg.data)
     cap = cfg.data.max_depth
     totals: dict[str, dict[str, list]] = {m: {"rmse": [], "abs_rel": [], "tae": [], "seconds": []}
-                                          for m in ("per-frame", "causal", "offline")}
+                                          for m in ("per-frame", "causal", "offline", "flow")}
     used, seed = [], 100
     while len(used) < args.sequences:
         seq = render_sequence(seed, args.frames, 144, 256)
@@ -70,8 +72,12 @@ def main() -> None:
         start = time.perf_counter()
         offline_out = stabilize_offline(raw)
         offline_s = 2 * model_s + time.perf_counter() - start  # predict_video's offline mode runs the model twice
+        start = time.perf_counter()
+        flow = FlowStabilizer(flow=args.flow)
+        flow_out = np.stack([flow(d, rgb) for d, rgb in zip(raw, seq["rgb"])])
+        flow_s = model_s + time.perf_counter() - start
         for name, out, secs in (("per-frame", raw, model_s), ("causal", causal_out, causal_s),
-                                ("offline", offline_out, offline_s)):
+                                ("offline", offline_out, offline_s), ("flow", flow_out, flow_s)):
             scores = per_frame(out, gt, valid, cap)
             totals[name]["rmse"].append(scores["rmse"])
             totals[name]["abs_rel"].append(scores["abs_rel"])
@@ -88,7 +94,7 @@ def main() -> None:
     print(table)
     meta = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, "
             f"{torch.get_num_threads()} threads", "sequences": args.sequences, "frames": args.frames,
-            "size": "144x256", "cap_m": cap, "seeds": used}
+            "size": "144x256", "cap_m": cap, "seeds": used, "flow": args.flow}
     save_results("video-temporal", table, meta, {"rows": rows, "per_sequence": totals})
 
 

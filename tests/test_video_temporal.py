@@ -105,3 +105,132 @@ def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path):
     plain = tmp_path / "plain"  # without --sequence the folder is a set of photos, one depth file each
     assert main(["predict", "--checkpoint", str(ckpt), str(frames), "--out", str(plain)]) == 0
     assert sorted(p.name for p in plain.glob("*.npy")) == [f"{i:04d}.npy" for i in range(6)]
+
+
+def _local_flicker(gt: np.ndarray, amount: float, seed: int = 0) -> np.ndarray:
+    """Ground truth times a smooth random field per frame (blobs of +-amount): flicker that is local, not a global
+    scale (a global-scale stabiliser cannot remove it)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = gt.shape[1:]
+    fields = [cv2.resize(rng.uniform(-amount, amount, (3, 4)).astype(np.float32), (w, h),
+                         interpolation=cv2.INTER_CUBIC) for _ in gt]
+    return (gt * (1 + np.stack(fields))).astype(np.float32)
+
+
+def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
+    seq = render_sequence(1, 16, 72, 128)
+    gt, k, poses, rgb = seq["depth"], seq["K"], seq["poses"], seq["rgb"]
+    valid = (gt < SKY_DEPTH) & (gt > 0.5)
+    # A model's flicker: a global scale wobble of up to 10 % and local blobs of up to 8 %.
+    wobble = np.random.default_rng(1).uniform(0.9, 1.1, (len(gt), 1, 1)).astype(np.float32)
+    noisy = _local_flicker(gt, 0.08) * wobble
+
+    def absrel(pred):
+        return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
+
+    raw_tae = tae(noisy, gt, k, poses, valid)
+    flow = stabilize(noisy, "flow", rgb)
+    causal = stabilize(noisy, "causal")
+    assert tae(flow, gt, k, poses, valid) < 0.5 * raw_tae  # measured: 0.35
+    assert tae(flow, gt, k, poses, valid) < tae(causal, gt, k, poses, valid)  # the local part is what flow adds
+    assert absrel(flow) <= 1.02 * absrel(noisy)
+    geometric = stabilize(noisy, "flow", rgb, scale="flow")  # the scale from the flow fit instead of the median
+    assert tae(geometric, gt, k, poses, valid) < 0.5 * raw_tae and absrel(geometric) <= 1.02 * absrel(noisy)
+    changed = noisy.copy()
+    changed[10] *= 2.0
+    a, b = flow, stabilize(changed, "flow", rgb)
+    np.testing.assert_array_equal(a[:10], b[:10])
+    assert not np.allclose(a[10], b[10])
+    with pytest.raises(ValueError, match="RGB frames"):
+        stabilize(noisy, "flow")
+
+
+def test_warp_follows_the_flow_by_hand():
+    from depthforge.inference.stabilize import optical_flow, warp
+
+    image = np.arange(20, dtype=np.float32).reshape(4, 5)
+    flow = np.zeros((4, 5, 2), np.float32)
+    flow[..., 0] = 1.0  # every pixel looks one to the right
+    out, inside = warp(image, flow)
+    np.testing.assert_array_equal(out[:, :-1], image[:, 1:])
+    assert inside[:, :-1].all() and not inside[:, -1].any()
+    # A classical flow recovers a known shift of a textured image (interior pixels).
+    rng = np.random.default_rng(0)
+    import cv2
+
+    base = cv2.GaussianBlur(rng.integers(0, 255, (64, 96, 3)).astype(np.uint8), (5, 5), 1.5)
+    shifted = np.roll(base, 2, axis=1)  # b[y, x + 2] = a[y, x]
+    for method in ("farneback", "dis"):
+        f = optical_flow(method)(base, shifted)
+        assert np.median(f[16:-16, 16:-16, 0]) == pytest.approx(2.0, abs=0.3)
+    with pytest.raises(ValueError, match="choose from"):
+        optical_flow("lucas")
+
+
+def test_raft_flow_from_a_local_weights_file_and_offline_errors(tmp_path, monkeypatch):
+    import torch
+    from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
+
+    from depthforge.inference.stabilize import optical_flow
+
+    torch.manual_seed(0)
+    weights = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), weights)
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (36, 50, 3), dtype=np.uint8) for _ in range(2))  # sides not multiples of 8
+    f = optical_flow(f"raft:{weights}")(a, b)
+    assert f.shape == (36, 50, 2) and np.isfinite(f).all()
+    with pytest.raises(FileNotFoundError, match="RAFT weights not found"):
+        optical_flow(f"raft:{tmp_path / 'missing.pth'}")
+
+    def offline(*_a, **_k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(Raft_Small_Weights.C_T_V2.__class__, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match="--flow farneback"):
+        optical_flow("raft")
+
+
+class _FakeCapture:
+    """cv2.VideoCapture for a camera that is not here: three BGR frames, then the stream ends."""
+
+    def __init__(self, source):
+        self.opened = source == 0
+        self.frames = [np.full((24, 32, 3), (255, 0, 0), np.uint8)] * 3  # pure blue in BGR
+        self.released = False
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def read(self):
+        return (True, self.frames.pop()) if self.frames else (False, None)
+
+    def release(self):
+        self.released = True
+
+
+def test_a_camera_streams_through_opencv(tmp_path, monkeypatch):
+    import cv2
+
+    from depthforge.cli import main
+    from depthforge.inference.video import opencv_frames, read_frames, write_test_video
+    from tests.conftest import train_tiny
+
+    clip = write_test_video(tmp_path / "c.mp4", (np.full((32, 48, 3), i * 20, np.uint8) for i in range(5)))
+    assert sum(1 for _ in opencv_frames(str(clip))) == sum(1 for _ in read_frames(clip)) == 5  # the real OpenCV
+    monkeypatch.setattr(cv2, "VideoCapture", _FakeCapture)
+    frames = list(read_frames("camera:0"))
+    assert len(frames) == 3 and (frames[0][..., 2] == 255).all() and (frames[0][..., 0] == 0).all()  # RGB now
+    with pytest.raises(FileNotFoundError, match="camera 5 could not be opened.*ls /dev/video"):
+        list(read_frames("camera:5"))
+    with pytest.raises(ValueError, match="camera:0"):
+        list(read_frames("camera:front"))
+    ckpt = train_tiny(tmp_path / "run")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(ckpt), "camera:0", "--max-frames", "2", "--stabilize", "flow",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.npy")) == ["camera0_000000.npy", "camera0_000001.npy"]
+    assert main(["predict", "--checkpoint", str(ckpt), "camera:0", "--stabilize", "offline",
+                 "--out", str(out)]) == 2  # a camera cannot be read twice

@@ -171,7 +171,7 @@ def _predict(args: argparse.Namespace) -> int:
     from depthforge.inference import Predictor, expand_inputs
     from depthforge.inference.calibration import read_points
     from depthforge.inference.outputs import clamp_depth, model_range, write_prediction
-    from depthforge.inference.video import VIDEO_SUFFIXES, predict_video
+    from depthforge.inference.video import CAMERA_PREFIX, VIDEO_SUFFIXES, predict_video
 
     from depthforge.inference.sources import load_source
 
@@ -201,7 +201,8 @@ def _predict(args: argparse.Namespace) -> int:
     for text in args.point or []:
         x, y, m = text.split(",")
         points.append((int(x), int(y), float(m)))
-    videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES
+    videos = [p if p.startswith(CAMERA_PREFIX) else Path(p) for p in args.inputs
+              if p.startswith(CAMERA_PREFIX) or Path(p).suffix.lower() in VIDEO_SUFFIXES
               or (args.sequence and Path(p).is_dir())]
     for video in videos:
         meta = {"model": cfg.model.name, **source, "video": str(video)}
@@ -214,9 +215,10 @@ def _predict(args: argparse.Namespace) -> int:
             return write_prediction(depth, args.out, stem, args.cmap, args.vmax, tuple(args.format or DEPTH_FORMATS[:1]),
                                     {**meta, "clamped": clamped})
 
-        n, out = predict_video(video, predictor, args.out, write_frame, args.vmax, stabilize=args.stabilize)
+        n, out = predict_video(video, predictor, args.out, write_frame, args.vmax, stabilize=args.stabilize,
+                               flow=args.flow, max_frames=args.max_frames)
         print(f"{video} -> {n} frames, {out}")
-    images = [p for p in args.inputs if Path(p) not in videos]
+    images = [p for p in args.inputs if p not in videos and Path(p) not in videos]
     paths = expand_inputs(images) if images else []
     for group in tqdm(_same_size_batches(paths, args.batch_size), desc="predict", unit="batch",
                       disable=not sys.stderr.isatty()):
@@ -528,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="--onnx: CPU threads (default: one per core)")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
                    help="--onnx with onnxruntime: graph optimisation level (default all)")
-    p.add_argument("inputs", nargs="+", help="image files, folders or video files (.mp4 .avi .mov .mkv .webm)")
+    p.add_argument("inputs", nargs="+", help="image files, folders, video files (.mp4 .avi .mov .mkv .webm) or a "
+                                             "camera (camera:0, OpenCV; streamed until --max-frames or Ctrl-C)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", nargs="+", action="extend", choices=DEPTH_FORMATS,
                    help="raw depth formats, each with a <file>.json sidecar (default: npy)")
@@ -554,9 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", action="store_true",
                    help="treat each input folder as one video (its images in name order): per-frame depth, a "
                         "side-by-side video, and --stabilize")
-    p.add_argument("--stabilize", choices=["none", "causal", "offline"], default="none",
+    p.add_argument("--stabilize", choices=["none", "causal", "offline", "flow"], default="none",
                    help="video: smooth each frame's global scale over time, online (causal: frames so far) or over "
-                        "the whole clip (offline: two passes)")
+                        "the whole clip (offline: two passes); flow: causal, and local flicker filtered along the "
+                        "optical flow too")
+    p.add_argument("--flow", default="farneback", help="--stabilize flow: farneback or dis (OpenCV), or raft "
+                   "(torchvision RAFT-small; raft:<weights.pth> for a local file)")
+    p.add_argument("--max-frames", type=_positive_int, help="video / camera: stop after this many frames "
+                   "(a camera streams until stopped otherwise)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(fn=_predict)
 
