@@ -234,3 +234,42 @@ def test_a_camera_streams_through_opencv(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.glob("*.npy")) == ["camera0_000000.npy", "camera0_000001.npy"]
     assert main(["predict", "--checkpoint", str(ckpt), "camera:0", "--stabilize", "offline",
                  "--out", str(out)]) == 2  # a camera cannot be read twice
+
+
+def test_a_sequence_folder_round_trips_and_is_scored_with_tae(tmp_path):
+    import json
+
+    from depthforge.cli import main
+    from depthforge.data.sequence import load_sequence, save_sequence
+    from depthforge.io import DataError
+    from tests.conftest import train_tiny
+
+    seq = render_sequence(2, 5, 48, 64)
+    folder = save_sequence(seq, tmp_path / "walk")
+    back = load_sequence(folder)
+    np.testing.assert_allclose(back["poses"], seq["poses"], atol=1e-6)  # TUM quaternions there and back
+    np.testing.assert_allclose(back["K"], seq["K"], atol=1e-5)
+    near = seq["depth"] <= 65
+    np.testing.assert_allclose(back["depth"][near], seq["depth"][near], atol=5e-4)  # millimetre PNGs
+    assert (back["depth"][~near] == 0).all() and np.array_equal(back["rgb"], seq["rgb"])
+    # The truth scores TAE 0 through the same path the command uses.
+    assert tae(back["depth"], back["depth"], back["K"], back["poses"], back["depth"] > 0) < 0.1  # mm rounding
+    ckpt = train_tiny(tmp_path / "run", size=(48, 64))
+    card = tmp_path / "seq.json"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--stabilize", "none,causal,flow",
+                 "--json", str(card)]) == 0
+    rows = json.loads(card.read_text())["rows"]
+    assert [r["stabilize"] for r in rows] == ["none", "causal", "flow"] and all(r["frames"] == 5 for r in rows)
+    assert all(np.isfinite(r["tae"]) and r["tae"] > 0 and r["rmse"] > 0 for r in rows)
+    # Without poses TAE is undefined (NaN), flicker still measured; bad files say what to write.
+    (folder / "poses.txt").unlink()
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--json", str(card)]) == 0
+    row = json.loads(card.read_text())["rows"][0]
+    assert np.isnan(row["tae"]) and row["flicker"] > 0
+    (folder / "poses.txt").write_text("0 1 2 3\n")
+    with pytest.raises(DataError, match="1 poses for 5 frames"):
+        load_sequence(folder)
+    (folder / "poses.txt").write_text("0 0 0 0 0 0 0 1\n" * 4 + "0 0 0 x 0 0 0 1\n")
+    with pytest.raises(DataError, match="pose 5: expected 'timestamp tx ty tz qx qy qz qw'"):
+        load_sequence(folder)
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--stabilize", "smooth"]) == 2

@@ -121,6 +121,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0 if diff <= 1e-6 else 1
     if args.ensemble and len(args.checkpoint or []) < 2:
         raise UsageError("--ensemble averages several checkpoints; give two or more with --checkpoint")
+    if args.sequence:
+        return _evaluate_sequences(args)
     checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
     sources = ([{"checkpoint": c, **_sampling(args)} for c in checkpoints] + _model_specs(args)
                + [{"predictions": d} for d in args.predictions or []])
@@ -141,6 +143,40 @@ def _evaluate(args: argparse.Namespace) -> int:
         else:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(cards, indent=2))
+    return 0
+
+
+def _evaluate_sequences(args: argparse.Namespace) -> int:
+    """``evaluate --sequence DIR``: per-frame accuracy, TAE and flicker for each source and stabilisation mode."""
+    from depthforge.data.sequence import load_sequence
+    from depthforge.evaluation.sequence import evaluate_sequence
+    from depthforge.inference.sources import load_source
+    from depthforge.inference.stabilize import MODES
+
+    modes = tuple(m.strip() for m in args.stabilize.split(","))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise UsageError(f"--stabilize {','.join(unknown)}: choose from {', '.join(MODES)} (comma-separated)")
+    specs = [{"checkpoint": c, **_sampling(args)} for c in args.checkpoint or []] + _model_specs(args)
+    if not specs:
+        raise UsageError("--sequence scores a model: give --checkpoint CKPT or --model SPEC")
+    rows = []
+    for spec in specs:
+        loaded = load_source(spec, args.device)
+        for folder in args.sequence:
+            seq = load_sequence(folder)
+            for mode, m in evaluate_sequence(loaded, seq, modes, args.max_depth or loaded.cfg.data.max_depth,
+                                             args.flow, args.device).items():
+                rows.append({"source": next(iter(spec.values())), "sequence": str(folder), "stabilize": mode,
+                             "frames": len(seq["rgb"]), **m})
+    lines = ["| source | sequence | stabilize | RMSE | AbsRel | delta1 | TAE | flicker |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['sequence']} | {r['stabilize']} | {r['rmse']:.3f} | {r['abs_rel']:.4f} | "
+              f"{r['delta1']:.3f} | {r['tae']:.3f} | {r['flicker']:.3f} |" for r in rows]
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"command": "depthforge " + " ".join(args.argv), "rows": rows},
+                                              indent=2))
     return 0
 
 
@@ -514,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "spread (with --flip-tta / --tta-scales): AUSE (RMSE, AbsRel), 1/2-sigma coverage, "
                         "per-image uncertainty-error correlation")
     p.add_argument("--json", help="write the eval card here (JSON, plus Markdown beside it)")
+    p.add_argument("--sequence", action="append", metavar="DIR",
+                   help="score on a video sequence folder (rgb/, depth/, optional intrinsics.txt and TUM poses.txt; "
+                        "see depthforge.data.sequence): per-frame accuracy, TAE and flicker; repeatable")
+    p.add_argument("--stabilize", default="none", help="--sequence: stabilisation modes to score, comma-separated "
+                                                       "(none, causal, offline, flow)")
+    p.add_argument("--flow", default="farneback", help="--sequence with flow: farneback, dis or raft[:weights.pth]")
     p.add_argument("--report", help="folder for per-image CSV, worst-N grid, error-by-depth and density plots")
     p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -294,7 +294,8 @@ def render_sequence(seed: int, frames: int, height: int, width: int, scene: str 
     ``turn`` radians a frame, with a little random shake.
 
     Returns ``rgb`` (N, H, W, 3) uint8, ``depth`` (N, H, W) float32 planar z-depth (sky at ``SKY_DEPTH``), ``K``
-    (3, 3) and ``poses`` (N, 4, 4) camera-to-world in the OpenCV convention (x right, y down, z forward).
+    (3, 3) and ``poses`` (N, 4, 4) camera-to-world in the OpenCV convention (x right, y down, z forward), the world
+    axes being the same (right-handed, y down).
     """
     rng = np.random.default_rng([seed, 7, frames])
     world, cam = SCENES[scene](rng, height, width)
@@ -308,7 +309,9 @@ def render_sequence(seed: int, frames: int, height: int, width: int, scene: str 
         frame = Camera(height, width, cam.fx, cam.fy, cam.cx, cam.cy, tuple(pos), yaw, pitch)
         rgb, depth = render(world, frame)
         pose = np.eye(4)
-        pose[:3, :3], pose[:3, 3] = frame.rotation() @ flip, pos
+        # The renderer's world (x right, y up, z forward) is left-handed: expressed with y down it is right-handed,
+        # and the poses are proper rotations (a TUM quaternion can hold them; relative poses are unchanged).
+        pose[:3, :3], pose[:3, 3] = flip @ frame.rotation() @ flip, flip @ pos
         rgbs.append(rgb)
         depths.append(depth)
         poses.append(pose)
