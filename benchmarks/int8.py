@@ -71,7 +71,7 @@ def main() -> None:
     runs["ort-fp32-basic"] = (OnnxModel(fp32, threads=threads, opt_level="basic"), fp32, "onnxruntime")
     for name in ("fp32", "int8-static", "int8-static-percentile-ends"):
         path = variants[f"ort-{name}"]
-        runs[f"openvino-{name}"] = (OpenVINOModel(path, threads=threads), path, "openvino")
+        runs[f"openvino-{name}"] = (OpenVINOModel(path, threads=threads, allow_int8=True), path, "openvino")
     runners = {"eager": model.eval(), **{k: r for k, (r, _, _) in runs.items()}}
     rows = {}
     for name, run in runners.items():

@@ -67,7 +67,8 @@ def one_model(name: str, sizes: list[tuple[int, int]], batches: list[int], runs:
         int8 = quantize_onnx(fp32, tmp / "m.int8.onnx", Config(), "static",
                              [torch.rand(3, *sizes[0]) for _ in range(8)])
         runners.update({"ort-fp32": OnnxModel(fp32, threads), "ort-int8": OnnxModel(int8, threads),
-                        "openvino-fp32": OpenVINOModel(fp32, threads), "openvino-int8": OpenVINOModel(int8, threads)})
+                        "openvino-fp32": OpenVINOModel(fp32, threads),
+                        "openvino-int8": OpenVINOModel(int8, threads, allow_int8=True)})
     except Exception as err:  # not every model exports (see README)
         notes["onnx"] = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"
     rows = []

@@ -99,14 +99,23 @@ class OpenVINOModel(_Runner):
     """The same ONNX file run by OpenVINO's CPU plugin (extra ``openvino``), through its ONNX frontend.
 
     ``precision``: OpenVINO's inference precision hint; ``f32`` (the default) keeps fp32 results, ``bf16`` lets
-    CPUs with bfloat16 units trade accuracy for speed. A QDQ INT8 file runs as INT8.
+    CPUs with bfloat16 units trade accuracy for speed. An INT8 (QDQ) file is refused unless ``allow_int8``: OpenVINO
+    ran it as INT8, fast, but with wrong depth on the recipe model (BENCHMARKS.md).
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32"):
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32",
+                 allow_int8: bool = False):
         try:
             import openvino as ov
         except ImportError as err:
             raise ImportError("the OpenVINO backend needs openvino: pip install 'depthforge[openvino]'") from err
+        import onnx
+
+        meta = {e.key for e in onnx.load(str(path), load_external_data=False).metadata_props}
+        if "depthforge_quantization" in meta and not allow_int8:
+            raise ValueError(f"{path}: an INT8 (QDQ) file; OpenVINO runs it fast but its depth was wrong on the "
+                             "recipe model (RMSE 11 m against 2.7 m through ONNX Runtime, BENCHMARKS.md 'INT8 on the "
+                             "CPU'); run it with --backend onnxruntime, or the fp32 file with openvino")
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
