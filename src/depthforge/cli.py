@@ -593,8 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--point", action="append", help="a known distance x,y,metres (repeat); with or without --calibrate")
     p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
     p.add_argument("--uncertainty", choices=["model", "tta"],
-                   help="also write <stem>_uncertainty.npy: the model's own (Laplace head; Marigold ensembles write "
-                        "theirs always) or the spread of the TTA passes (needs --flip-tta / --tta-scales)")
+                   help="also write <stem>_uncertainty.npy: the model's own (a Laplace head, a checkpoint ensemble, "
+                        "a diffusion model with --samples 2+ or Marigold with 3+ write theirs always) or the spread "
+                        "of the TTA passes (needs --flip-tta / --tta-scales)")
     p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
     p.add_argument("--sequence", action="store_true",
                    help="treat each input folder as one video (its images in name order): per-frame depth, a "
