@@ -159,10 +159,16 @@ def test_int8_calibration_options_keep_the_ends_in_fp32(tiny_run, tmp_path):
     assert not excluded & set(kept) and len(kept) == len(all_convs) - len(excluded & set(all_convs))  # ... not here
     meta = read_metadata(ends)["depthforge_quantization"]
     assert meta["calibration_method"] == "percentile" and meta["excluded"] == "ends" and meta["excluded_nodes"] >= 2
+    # exclude="decoder": exactly the encoder's convolutions are INT8, every decoder and head convolution stays fp32
+    encoder_only = quantize_onnx(fp32, tmp_path / "enc.onnx", cfg, "static", images, exclude="decoder")
+    enc_convs = quantized_convs(encoder_only)
+    assert enc_convs and set(enc_convs) == {c for c in all_convs if c.startswith("/encoder/")}
+    assert any(not c.startswith("/encoder/") for c in all_convs)
+    assert read_metadata(encoder_only)["depthforge_quantization"]["excluded"] == "decoder"
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():
         ref = model(x)
-    err = {p.stem: (OnnxModel(p)(x) - ref).abs().mean().item() for p in (plain, ends)}
+    err = {p.stem: (OnnxModel(p)(x) - ref).abs().mean().item() for p in (plain, ends, encoder_only)}
     assert all(e < 0.05 * ref.abs().mean().item() for e in err.values())
     with pytest.raises(ValueError, match="calibration method"):
         quantize_onnx(fp32, tmp_path / "x.onnx", cfg, "static", images, "kl")

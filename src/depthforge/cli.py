@@ -655,9 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-n", type=_positive_int, default=200, help="calibration images")
     p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
                    help="static: how activation ranges are set from the calibration images")
-    p.add_argument("--quant-exclude", choices=["none", "ends"], default="none",
-                   help="static: ends keeps the first convolution and everything from the last one on (the depth "
-                        "head) in fp32")
+    p.add_argument("--quant-exclude", choices=["none", "ends", "decoder"], default="none",  # quantize.EXCLUDES
+                   help="layers kept in fp32: ends = the first convolution and everything from the last one on (the "
+                        "depth head); decoder = everything but the encoder (only the encoder runs in INT8)")
     p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
     p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the fp32 vs int8 scoring")

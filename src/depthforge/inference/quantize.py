@@ -24,7 +24,7 @@ from depthforge.io import IMAGE_SUFFIXES, DataError, read_rgb
 
 MODES = ("static", "dynamic")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-EXCLUDES = ("none", "ends")
+EXCLUDES = ("none", "ends", "decoder")
 
 
 def calibration_images(folder: str | Path, n: int) -> list[torch.Tensor]:
@@ -69,6 +69,17 @@ def _set_metadata(path: Path, entries: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
+def decoder_nodes(path: str | Path) -> list[str]:
+    """Names of every node outside the encoder (the exported module path ``/encoder/...``): the decoder, the head
+    and the shape arithmetic around them, so that only the encoder runs in INT8."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    if not any(n.name.startswith("/encoder/") for n in nodes):
+        raise ValueError(f"{path}: no node named /encoder/...; export it with depthforge export to keep the names")
+    return [n.name for n in nodes if not n.name.startswith("/encoder/")]
+
+
 def end_nodes(path: str | Path) -> list[str]:
     """Names of the first convolution and of every node from the last convolution on (the depth head and what
     follows it): the layers whose quantisation error reaches the depth most directly."""
@@ -89,8 +100,8 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
                   exclude: str = "none") -> Path:
     """Write the INT8 model of the fp32 ONNX file ``fp32`` to ``out``; its metadata says how it was made.
 
-    ``calibration_method`` (static): one of :data:`CALIBRATION_METHODS`; ``exclude``: ``none`` or ``ends``
-    (:func:`end_nodes` stay fp32)."""
+    ``calibration_method`` (static): one of :data:`CALIBRATION_METHODS`; ``exclude``: ``none``, ``ends``
+    (:func:`end_nodes` stay fp32) or ``decoder`` (:func:`decoder_nodes` stay fp32: only the encoder is INT8)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
                                           quantize_dynamic, quantize_static)
 
@@ -108,7 +119,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
     try:
         # Shape inference and graph clean-up first, as ONNX Runtime recommends before quantising.
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        skipped = end_nodes(prepared) if exclude == "ends" else []
+        skipped = {"none": lambda _: [], "ends": end_nodes, "decoder": decoder_nodes}[exclude](prepared)
         if mode == "static":
             if not images:
                 raise DataError("static INT8 needs calibration images (e.g. --calibration DIR)")
