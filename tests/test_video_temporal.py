@@ -84,8 +84,10 @@ def test_a_long_clip_streams_with_flat_memory(tmp_path):
     assert peaks[2000] < peaks[200] + 8 * 1024  # KiB
 
 
-def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path):
+def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path, monkeypatch):
     from PIL import Image
+
+    import depthforge.inference.stabilize as stabilize_module
 
     from depthforge.cli import main
     from depthforge.inference.video import read_frames
@@ -102,6 +104,18 @@ def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path):
                  "--out", str(out)]) == 0
     assert sorted(p.name for p in out.glob("walk_*.npy")) == [f"walk_{i:06d}.npy" for i in range(6)]
     assert sum(1 for _ in read_frames(out / "walk_depth.mp4")) == 6
+    made = []  # the pose filter gets the camera of --fx (principal point at the frame's centre)
+
+    class Spy(stabilize_module.FlowStabilizer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(stabilize_module, "FlowStabilizer", Spy)
+    assert main(["predict", "--checkpoint", str(ckpt), str(frames), "--sequence", "--stabilize", "pose", "--fx", "40",
+                 "--flow", "dis", "--out", str(tmp_path / "pose")]) == 0
+    assert len(list((tmp_path / "pose").glob("walk_*.npy"))) == 6 and len(made) == 1
+    np.testing.assert_allclose(made[0].k, [[40, 0, 31.5], [0, 40, 23.5], [0, 0, 1]])
     plain = tmp_path / "plain"  # without --sequence the folder is a set of photos, one depth file each
     assert main(["predict", "--checkpoint", str(ckpt), str(frames), "--out", str(plain)]) == 0
     assert sorted(p.name for p in plain.glob("*.npy")) == [f"{i:04d}.npy" for i in range(6)]
@@ -145,6 +159,52 @@ def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
     assert not np.allclose(a[10], b[10])
     with pytest.raises(ValueError, match="RGB frames"):
         stabilize(noisy, "flow")
+
+
+def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
+    from depthforge.inference.stabilize import move_depth, relative_pose
+
+    seq = render_sequence(4, 2, 48, 64)
+    k, rel = seq["K"], np.linalg.inv(seq["poses"][1]) @ seq["poses"][0]  # camera 0 -> camera 1
+    z0 = seq["depth"][0].astype(np.float64)
+    v, u = np.mgrid[0:48, 0:64].astype(np.float64)
+    pts = np.einsum("ij,jhw->hwi", np.linalg.inv(k), np.stack([u * z0, v * z0, z0]))  # (H, W, 3) camera 0
+    cam1 = pts @ rel[:3, :3].T + rel[:3, 3]
+    near = (z0 < SKY_DEPTH) & (cam1[..., 2] > 0.1)
+    pix = (cam1[near] @ k.T)[:, :2] / cam1[near][:, 2:]
+    r, t = relative_pose(pts[near][::7], pix[::7], k)
+    np.testing.assert_allclose(r, rel[:3, :3], atol=1e-6)
+    np.testing.assert_allclose(t, rel[:3, 3], atol=1e-5)
+    moved = move_depth(z0.astype(np.float32), np.stack([u, v], -1), r, t, k)
+    np.testing.assert_allclose(moved[near], cam1[near][:, 2], rtol=1e-4)
+    assert relative_pose(pts[near][:8], pix[:8], k) is None  # too few matches
+    rng = np.random.default_rng(0)
+    assert relative_pose(pts[near][::7], rng.uniform(0, 64, pix[::7].shape), k) is None  # no consistent motion
+
+
+def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ahead():
+    seq = render_sequence(1, 16, 72, 128)
+    gt, k, poses, rgb = seq["depth"], seq["K"], seq["poses"], seq["rgb"]
+    valid = (gt < SKY_DEPTH) & (gt > 0.5)
+    wobble = np.random.default_rng(1).uniform(0.9, 1.1, (len(gt), 1, 1)).astype(np.float32)
+    noisy = _local_flicker(gt, 0.08) * wobble
+
+    def absrel(pred):
+        return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
+
+    raw_tae = tae(noisy, gt, k, poses, valid)
+    flow = stabilize(noisy, "flow", rgb, "dis")
+    pose = stabilize(noisy, "pose", rgb, "dis", k=k)
+    assert tae(pose, gt, k, poses, valid) < 0.8 * tae(flow, gt, k, poses, valid)  # measured: 0.74
+    assert tae(pose, gt, k, poses, valid) < 0.3 * raw_tae  # measured: 0.24
+    assert absrel(pose) <= 1.02 * absrel(noisy)
+    changed = noisy.copy()
+    changed[10] *= 2.0
+    later = stabilize(changed, "pose", rgb, "dis", k=k)
+    np.testing.assert_array_equal(pose[:10], later[:10])
+    assert not np.allclose(pose[10], later[10])
+    with pytest.raises(ValueError, match="intrinsics"):
+        stabilize(noisy, "pose", rgb)
 
 
 def test_warp_follows_the_flow_by_hand():

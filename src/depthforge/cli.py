@@ -252,7 +252,8 @@ def _predict(args: argparse.Namespace) -> int:
                                     {**meta, "clamped": clamped})
 
         n, out = predict_video(video, predictor, args.out, write_frame, args.vmax, stabilize=args.stabilize,
-                               flow=args.flow, max_frames=args.max_frames)
+                               flow=args.flow, max_frames=args.max_frames,
+                               intrinsics=lambda w, h: _intrinsics(args, w, h).matrix())
         print(f"{video} -> {n} frames, {out}")
     images = [p for p in args.inputs if p not in videos and Path(p) not in videos]
     paths = expand_inputs(images) if images else []
@@ -287,6 +288,19 @@ def _same_size_batches(paths: list[Path], size: int) -> list[list[Path]]:
     return batches
 
 
+def _intrinsics(args: argparse.Namespace, w: int, h: int, predicted_fx: float | None = None):
+    """The camera of a ``w`` x ``h`` frame: --fx/--fy/--cx/--cy where given, else a focal length the model
+    predicted (Depth Pro), else the --hfov guess."""
+    from depthforge.inference.pointcloud import Intrinsics
+
+    fx = args.fx or predicted_fx
+    if not fx:
+        return Intrinsics.from_fov(w, h, args.hfov)
+    return Intrinsics(fx, args.fy or fx, args.cx if args.cx is not None else (w - 1) / 2,
+                      args.cy if args.cy is not None else (h - 1) / 2,
+                      source="given" if args.fx else "predicted by the model (Depth Pro)")
+
+
 def _write_one(args, cfg, source, points, path, rgb, depth, scales, extra=None) -> None:
     import numpy as np
 
@@ -319,10 +333,7 @@ def _write_one(args, cfg, source, points, path, rgb, depth, scales, extra=None) 
     if "focal_px" in extra and not args.fx:
         meta["focal_px_predicted"] = extra["focal_px"]
     if args.fx or "focal_px" in extra:
-        fx = args.fx or extra["focal_px"]  # Depth Pro predicts its own focal length
-        k = Intrinsics(fx, args.fy or fx, args.cx if args.cx is not None else (w - 1) / 2,
-                       args.cy if args.cy is not None else (h - 1) / 2,
-                       source="given" if args.fx else "predicted by the model (Depth Pro)")
+        k = _intrinsics(args, w, h, extra.get("focal_px"))
     else:
         k = intrinsics_from_exif(path, w, h) or Intrinsics.from_fov(w, h, args.hfov)
     meta["intrinsics"] = k.to_dict()
@@ -554,8 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score on a video sequence folder (rgb/, depth/, optional intrinsics.txt and TUM poses.txt; "
                         "see depthforge.data.sequence): per-frame accuracy, TAE and flicker; repeatable")
     p.add_argument("--stabilize", default="none", help="--sequence: stabilisation modes to score, comma-separated "
-                                                       "(none, causal, offline, flow)")
-    p.add_argument("--flow", default="farneback", help="--sequence with flow: farneback, dis or raft[:weights.pth]")
+                                                       "(none, causal, offline, flow, pose)")
+    p.add_argument("--flow", default="farneback",
+                   help="--sequence with flow or pose: farneback, dis or raft[:weights.pth]")
     p.add_argument("--report", help="folder for per-image CSV, worst-N grid, error-by-depth and density plots")
     p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -600,11 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", action="store_true",
                    help="treat each input folder as one video (its images in name order): per-frame depth, a "
                         "side-by-side video, and --stabilize")
-    p.add_argument("--stabilize", choices=["none", "causal", "offline", "flow"], default="none",
+    p.add_argument("--stabilize", choices=["none", "causal", "offline", "flow", "pose"], default="none",
                    help="video: smooth each frame's global scale over time, online (causal: frames so far) or over "
                         "the whole clip (offline: two passes); flow: causal, and local flicker filtered along the "
-                        "optical flow too")
-    p.add_argument("--flow", default="farneback", help="--stabilize flow: farneback or dis (OpenCV), or raft "
+                        "optical flow too; pose: flow, the previous depth moved by the camera motion estimated "
+                        "from the flow (static scenes; the camera from --fx or --hfov)")
+    p.add_argument("--flow", default="farneback", help="--stabilize flow/pose: farneback or dis (OpenCV), or raft "
                    "(torchvision RAFT-small; raft:<weights.pth> for a local file)")
     p.add_argument("--max-frames", type=_positive_int, help="video / camera: stop after this many frames "
                    "(a camera streams until stopped otherwise)")

@@ -32,7 +32,9 @@ def evaluate_sequence(loaded: LoadedSource, seq: dict, modes: tuple[str, ...] = 
     protocol, _ = protocol_for(get_protocol("standard", max_depth), loaded.kind)
     results = {}
     for mode in modes:
-        out = stabilize(raw, mode, seq["rgb"], flow)
+        if mode == "pose" and seq.get("K") is None:
+            raise ValueError("--stabilize pose needs the sequence's intrinsics.txt")
+        out = stabilize(raw, mode, seq["rgb"], flow, k=seq.get("K"))
         evaluator = Evaluator(protocol)
         for pred, depth in zip(out, gt):
             evaluator.process(torch.from_numpy(pred)[None, None], torch.from_numpy(depth)[None, None])

@@ -27,6 +27,10 @@ class Intrinsics:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def matrix(self) -> np.ndarray:
+        """The 3x3 camera matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
     @classmethod
     def from_fov(cls, width: int, height: int, hfov_deg: float = DEFAULT_HFOV_DEG) -> Intrinsics:
         f = (width / 2) / math.tan(math.radians(hfov_deg) / 2)

@@ -73,7 +73,8 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
                   write_frame: Callable[[np.ndarray, str], object], vmax: float | None = None, fps: int = 10,
                   cmap: str = "magma", max_frames: int | None = None,
                   progress: Callable[[int, int | None], object] | None = None,
-                  stabilize: str = "none", flow: str = "farneback") -> tuple[int, Path]:
+                  stabilize: str = "none", flow: str = "farneback",
+                  intrinsics: Callable[[int, int], np.ndarray] | None = None) -> tuple[int, Path]:
     """Depth for every frame (``write_frame(depth, stem)`` saves each) and ``<stem>_depth.mp4`` side by side.
 
     The colour range is fixed over the whole video (``vmax``, else the first frame's 98th percentile) so the
@@ -83,7 +84,9 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
     Frames stream through (one in memory at a time). ``stabilize``: ``causal`` rescales each frame onto a smoothed
     scale track of the frames so far (:mod:`depthforge.inference.stabilize`); ``offline`` smooths the whole clip's
     track, which costs a first pass over the clip (twice the model time) and keeps memory flat; ``flow`` is causal
-    and also filters local flicker along the optical flow (``flow``: farneback, dis or raft[:weights.pth]). A camera
+    and also filters local flicker along the optical flow (``flow``: farneback, dis or raft[:weights.pth]); ``pose``
+    moves the previous output by the camera motion estimated from that flow, which needs ``intrinsics(width,
+    height)`` -> the 3x3 camera matrix. A camera
     (``camera:<index>``) streams until ``max_frames`` or until it stops; it takes no ``offline``.
     """
     from depthforge.inference.stabilize import MODES, CausalStabilizer, FlowStabilizer, log_scale, smooth_track
@@ -96,11 +99,16 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
 
         def predict(rgb):  # noqa: F811 - the stabilised source replaces the raw one
             return causal(raw(rgb))
-    elif stabilize == "flow":
-        filt = FlowStabilizer(flow=flow)
+    elif stabilize in ("flow", "pose"):
+        if stabilize == "pose" and intrinsics is None:
+            raise ValueError("--stabilize pose needs the camera intrinsics (--fx, or the --hfov guess)")
+        filters: list[FlowStabilizer] = []  # made at the first frame, whose size the intrinsics need
 
         def predict(rgb):  # noqa: F811
-            return filt(raw(rgb), rgb)
+            if not filters:
+                k = intrinsics(rgb.shape[1], rgb.shape[0]) if stabilize == "pose" else None
+                filters.append(FlowStabilizer(flow=flow, k=k))
+            return filters[0](raw(rgb), rgb)
     elif stabilize == "offline":
         if str(path).startswith(CAMERA_PREFIX):
             raise ValueError("--stabilize offline needs the whole clip twice; a camera gives it once: use causal "
