@@ -6,9 +6,9 @@ Latency at the data's 144x256, batch 1 and batch 8, as ratios to eager PyTorch a
 (milliseconds kept in the JSON; the brief: absolute times only on a GPU); accuracy of every variant on the challenge
 val split under the challenge protocol (batch 16) and the standard one. Static INT8 is calibrated on the first
 ``--calibration-n`` training images: MinMax over every layer, and percentile calibration with the first convolution
-and the depth head kept in fp32 (``--quant-exclude ends``); each INT8 file also runs through OpenVINO (``--backend
-openvino``), which executes QDQ graphs as INT8; ``--dynamic`` adds dynamic INT8. Writes
-benchmarks/results/int8.{json,md}.
+and the depth head kept in fp32 (``--quant-exclude ends``), MinMax on the encoder only (``--quant-exclude
+decoder``); each INT8 file also runs through OpenVINO (``--backend openvino``), which executes QDQ graphs as INT8;
+``--dynamic`` adds dynamic INT8. Writes benchmarks/results/<--name>.{json,md} (default int8).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--calibration-n", type=int, default=200)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--dynamic", action="store_true", help="also dynamic INT8 (slow and inaccurate here)")
+    parser.add_argument("--name", default="int8", help="results file name")
     args = parser.parse_args()
     model, cfg = load_checkpoint(args.checkpoint)
     cfg.data.root, cfg.data.name = args.data, "challenge"
@@ -62,7 +63,9 @@ def main() -> None:
                 "ort-int8-static-ends": quantize_onnx(fp32, tmp / "minmax_ends.onnx", cfg, "static", images,
                                                       "minmax", "ends"),
                 "ort-int8-static-percentile-ends": quantize_onnx(fp32, tmp / "ends.onnx", cfg, "static", images,
-                                                                 "percentile", "ends")}
+                                                                 "percentile", "ends"),
+                "ort-int8-static-encoder": quantize_onnx(fp32, tmp / "encoder.onnx", cfg, "static", images,
+                                                         exclude="decoder")}
     if args.dynamic:
         variants["ort-int8-dynamic"] = quantize_onnx(fp32, tmp / "dynamic.onnx", cfg, "dynamic")
     threads = torch.get_num_threads()
@@ -102,7 +105,7 @@ def main() -> None:
     meta = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, {threads} threads, "
             f"torch {torch.__version__}", "calibration_images": args.calibration_n, "size": "144x256",
             "eager_b1_ms": rows["eager"]["b1_ms"]}
-    save_results("int8", table, meta, {"rows": rows})
+    save_results(args.name, table, meta, {"rows": rows})
 
 
 if __name__ == "__main__":
