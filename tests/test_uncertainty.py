@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthforge.losses import WeightedLoss, laplace_nll
+from depthforge.losses import WeightedLoss, laplace_nll, laplace_nll_scale
 from depthforge.metrics.uncertainty import (ause, coverage, error_correlation, expected_coverage,
                                             sparsification_curve)
 
@@ -26,6 +26,16 @@ def test_laplace_nll_by_hand_with_a_mask():
     assert laplace_nll(pred, target, mask, std).item() == pytest.approx(np.mean(expected), rel=1e-6)
     with pytest.raises(ValueError, match="head=laplace"):
         WeightedLoss({"laplace_nll": 1.0})(pred, target, mask)
+    # the scale-only variant: the same value and the same gradient into the std, none into the depth
+    grads = []
+    for fn in (laplace_nll, laplace_nll_scale):
+        p, s = pred.clone().requires_grad_(), std.clone().requires_grad_()
+        value = fn(p, target, mask, s)
+        value.backward()
+        grads.append((value.item(), p.grad, s.grad))
+    assert grads[1][0] == pytest.approx(grads[0][0])
+    assert torch.equal(grads[1][2], grads[0][2]) and grads[0][1].abs().sum() > 0
+    assert grads[1][1] is None or not grads[1][1].any()
 
 
 def test_laplace_head_learns_where_the_targets_are_noisy():

@@ -82,8 +82,16 @@ def laplace_nll(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, st
     return _masked_mean((pred - target).abs() / b + torch.log(2 * b), mask)
 
 
+def laplace_nll_scale(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, std: torch.Tensor
+                      ) -> torch.Tensor:
+    """:func:`laplace_nll` that trains only the uncertainty: no gradient reaches the depth through it, so the depth
+    learns from the other terms alone, as without the head (the full NLL scales each pixel's depth gradient by
+    1 / b, which cost the Laplace-head model 0.04-0.07 m at equal steps, BENCHMARKS.md)."""
+    return laplace_nll(pred.detach(), target, mask, std)
+
+
 # Terms that also need the model's predicted uncertainty (a head such as ``laplace``).
-UNCERTAINTY_LOSSES = {"laplace_nll": laplace_nll}
+UNCERTAINTY_LOSSES = {"laplace_nll": laplace_nll, "laplace_nll_scale": laplace_nll_scale}
 # Terms a model computes itself during its training forward (the diffusion model's denoising MSE).
 MODEL_LOSSES = {"diffusion": "a diffusion model's denoising loss (model.name=diffusion_*)"}
 
