@@ -133,17 +133,23 @@ def _local_flicker(gt: np.ndarray, amount: float, seed: int = 0) -> np.ndarray:
     return (gt * (1 + np.stack(fields))).astype(np.float32)
 
 
-def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
+def _flickering_walk():
+    """A rendered walk (16 frames, 72x128) with a model's flicker: a global scale wobble of up to 10 % and local
+    blobs of up to 8 %. Returns the sequence, the valid mask, the flickering depth and an AbsRel function."""
     seq = render_sequence(1, 16, 72, 128)
-    gt, k, poses, rgb = seq["depth"], seq["K"], seq["poses"], seq["rgb"]
+    gt = seq["depth"]
     valid = (gt < SKY_DEPTH) & (gt > 0.5)
-    # A model's flicker: a global scale wobble of up to 10 % and local blobs of up to 8 %.
     wobble = np.random.default_rng(1).uniform(0.9, 1.1, (len(gt), 1, 1)).astype(np.float32)
-    noisy = _local_flicker(gt, 0.08) * wobble
 
     def absrel(pred):
         return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
 
+    return seq, valid, _local_flicker(gt, 0.08) * wobble, absrel
+
+
+def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
+    seq, valid, noisy, absrel = _flickering_walk()
+    gt, k, poses, rgb = seq["depth"], seq["K"], seq["poses"], seq["rgb"]
     raw_tae = tae(noisy, gt, k, poses, valid)
     flow = stabilize(noisy, "flow", rgb)
     causal = stabilize(noisy, "causal")
@@ -183,15 +189,8 @@ def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
 
 
 def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ahead():
-    seq = render_sequence(1, 16, 72, 128)
+    seq, valid, noisy, absrel = _flickering_walk()
     gt, k, poses, rgb = seq["depth"], seq["K"], seq["poses"], seq["rgb"]
-    valid = (gt < SKY_DEPTH) & (gt > 0.5)
-    wobble = np.random.default_rng(1).uniform(0.9, 1.1, (len(gt), 1, 1)).astype(np.float32)
-    noisy = _local_flicker(gt, 0.08) * wobble
-
-    def absrel(pred):
-        return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
-
     raw_tae = tae(noisy, gt, k, poses, valid)
     flow = stabilize(noisy, "flow", rgb, "dis")
     pose = stabilize(noisy, "pose", rgb, "dis", k=k)
