@@ -113,9 +113,13 @@ class DiffusionDepthModel(DepthModel):
     def _denoise(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.denoiser(torch.cat([noisy, cond], dim=1), t).sample
 
-    def _to_metres(self, normalised: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _to_metres(self, normalised: torch.Tensor, cond: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Normalised depth at the features' stride -> metres at the input's size; ``normalised`` may hold
+        ``repeats`` stacked copies of the batch (samples), whose upsampling weights are computed once."""
         if self.upsample_mask is not None:
-            normalised = convex_upsample(normalised, self.upsample_mask(cond), self.factor)
+            mask = self.upsample_mask(cond)
+            normalised = convex_upsample(normalised, mask.repeat(repeats, 1, 1, 1) if repeats > 1 else mask,
+                                         self.factor)
         return (normalised.clamp(-1, 1) + 1) * (self.max_depth / 2)
 
     def _x0(self, out: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -183,12 +187,7 @@ class DiffusionDepthModel(DepthModel):
     def sample_depth(self, x: torch.Tensor) -> torch.Tensor:
         """Every sample in metres at the padded input's size: (samples, N, 1, H, W)."""
         cond = self.features(x)
-        samples = self.sample(cond)
-        mask = self.upsample_mask(cond).repeat(self.samples, 1, 1, 1) if self.upsample_mask is not None else None
-        flat = samples.flatten(0, 1)
-        if mask is not None:
-            flat = convex_upsample(flat, mask, self.factor)
-        metres = (flat.clamp(-1, 1) + 1) * (self.max_depth / 2)
+        metres = self._to_metres(self.sample(cond).flatten(0, 1), cond, self.samples)
         return metres.view(self.samples, -1, *metres.shape[1:])
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
