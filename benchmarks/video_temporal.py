@@ -8,7 +8,8 @@ Sequences: ``depthforge.data.synthetic.render_sequence`` (street scenes at 144x2
 camera walks forward 0.25 m a frame, turns and shakes a little); sky (100 m) and surfaces nearer than 0.5 m are left
 out of every metric. Per-frame
 metrics under the standard protocol (20 m cap, no alignment); TAE as Video Depth Anything computes it (one scale
-and shift per clip in disparity, reprojection AbsRel both ways, x 100). Writes benchmarks/results/video-temporal.*.
+and shift per clip in disparity, reprojection AbsRel both ways, x 100). Writes benchmarks/results/<--name>.* (default
+video-temporal).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--flow", default="farneback", help="optical flow of the flow- and pose-guided filters")
     parser.add_argument("--first-seed", type=int, default=100,
                         help="renderer seed of the first sequence (settings were chosen on 200 and up)")
+    parser.add_argument("--name", default="video-temporal", help="results file name")
     args = parser.parse_args()
     model, cfg = load_checkpoint(args.checkpoint)
     predictor = Predictor(model, cfg.data)
@@ -98,7 +100,7 @@ def main() -> None:
     meta = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, "
             f"{torch.get_num_threads()} threads", "sequences": args.sequences, "frames": args.frames,
             "size": "144x256", "cap_m": cap, "seeds": used, "flow": args.flow}
-    save_results("video-temporal", table, meta, {"rows": rows, "per_sequence": totals})
+    save_results(args.name, table, meta, {"rows": rows, "per_sequence": totals})
 
 
 if __name__ == "__main__":
