@@ -1,6 +1,6 @@
 import pytest
 
-from depthforge.config import ConfigError, load_config
+from depthforge.config import RECIPE_DIR, ConfigError, load_config
 
 
 def test_bundled_baseline_recipe_is_the_report():
@@ -29,12 +29,19 @@ def test_unknown_key_is_named(tmp_path):
         load_config("no-such-recipe")
 
 
-@pytest.mark.parametrize("recipe", ["baseline", "cpu", "gpu", "small-real"])
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")))
 def test_bundled_recipes_build(recipe):
     from depthforge.models import list_models
-    from depthforge.losses import LOSSES
+    from depthforge.losses import LOSSES, MODEL_LOSSES, UNCERTAINTY_LOSSES
     cfg = load_config(recipe)
-    assert cfg.model.name in list_models() and set(cfg.loss.terms) <= set(LOSSES)
+    assert cfg.model.name in list_models() and set(cfg.loss.terms) <= {*LOSSES, *UNCERTAINTY_LOSSES, *MODEL_LOSSES}
+
+
+def test_the_realtime_recipe_is_the_cpu_recipe_on_another_model():
+    cpu, realtime = load_config("cpu"), load_config("realtime")
+    assert realtime.model.name == "realtime_efficientnet_lite0" != cpu.model.name
+    realtime.model.name = cpu.model.name
+    assert realtime == cpu
 
 
 def test_dotted_override_sets_one_key_of_a_mapping():
