@@ -37,6 +37,10 @@ def test_bundled_recipes_build(recipe):
     assert cfg.model.name in list_models() and set(cfg.loss.terms) <= {*LOSSES, *UNCERTAINTY_LOSSES, *MODEL_LOSSES}
 
 
+def test_the_recipes_the_docs_name_are_bundled():
+    assert {"baseline", "cpu", "gpu", "small-real", "diffusion", "realtime"} <= {p.stem for p in RECIPE_DIR.glob("*.yaml")}
+
+
 def test_the_realtime_recipe_is_the_cpu_recipe_on_another_model():
     cpu, realtime = load_config("cpu"), load_config("realtime")
     assert realtime.model.name == "realtime_efficientnet_lite0" != cpu.model.name

@@ -36,6 +36,7 @@ def test_laplace_nll_by_hand_with_a_mask():
     assert grads[1][0] == pytest.approx(grads[0][0])
     assert torch.equal(grads[1][2], grads[0][2]) and grads[0][1].abs().sum() > 0
     assert grads[1][1] is None or not grads[1][1].any()
+    assert WeightedLoss({"laplace_nll_scale": 1.0})(pred, target, mask, std)[0].item() == pytest.approx(grads[0][0])
 
 
 def test_laplace_head_learns_where_the_targets_are_noisy():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from depthforge.data.synthetic import SKY_DEPTH, render_sequence
-from depthforge.inference.stabilize import CausalStabilizer, stabilize
+from depthforge.inference.stabilize import CausalStabilizer, FlowStabilizer, stabilize
 from depthforge.metrics.temporal import tae
 
 
@@ -188,7 +188,7 @@ def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
     assert relative_pose(pts[near][::7], rng.uniform(0, 64, pix[::7].shape), k) is None  # no consistent motion
 
 
-def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ahead():
+def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ahead(monkeypatch):
     seq, valid, noisy, absrel = _flickering_walk()
     gt, k, poses, rgb = seq["depth"], seq["K"], seq["poses"], seq["rgb"]
     raw_tae = tae(noisy, gt, k, poses, valid)
@@ -197,6 +197,12 @@ def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ah
     assert tae(pose, gt, k, poses, valid) < 0.8 * tae(flow, gt, k, poses, valid)  # measured: 0.74
     assert tae(pose, gt, k, poses, valid) < 0.3 * raw_tae  # measured: 0.24
     assert absrel(pose) <= 1.02 * absrel(noisy)
+    filt = FlowStabilizer(flow="dis", k=k)
+    np.testing.assert_array_equal(np.stack([filt(d, f) for d, f in zip(noisy, rgb)]), pose)
+    assert filt.poses_found == len(noisy) - 1  # every frame after the first moved by a pose ...
+    monkeypatch.setattr("depthforge.inference.stabilize.relative_pose", lambda *a, **kw: None)
+    np.testing.assert_array_equal(stabilize(noisy, "pose", rgb, "dis", k=k), flow)  # ... else the flow filter's
+    monkeypatch.undo()
     changed = noisy.copy()
     changed[10] *= 2.0
     later = stabilize(changed, "pose", rgb, "dis", k=k)
@@ -295,7 +301,7 @@ def test_a_camera_streams_through_opencv(tmp_path, monkeypatch):
                  "--out", str(out)]) == 2  # a camera cannot be read twice
 
 
-def test_a_sequence_folder_round_trips_and_is_scored_with_tae(tmp_path):
+def test_a_sequence_folder_round_trips_and_is_scored_with_tae(tmp_path, capsys):
     import json
 
     from depthforge.cli import main
@@ -315,16 +321,20 @@ def test_a_sequence_folder_round_trips_and_is_scored_with_tae(tmp_path):
     assert tae(back["depth"], back["depth"], back["K"], back["poses"], back["depth"] > 0) < 0.1  # mm rounding
     ckpt = train_tiny(tmp_path / "run", size=(48, 64))
     card = tmp_path / "seq.json"
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--stabilize", "none,causal,flow",
-                 "--json", str(card)]) == 0
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--stabilize",
+                 "none,causal,flow,pose", "--json", str(card)]) == 0
     rows = json.loads(card.read_text())["rows"]
-    assert [r["stabilize"] for r in rows] == ["none", "causal", "flow"] and all(r["frames"] == 5 for r in rows)
+    assert [r["stabilize"] for r in rows] == ["none", "causal", "flow", "pose"] and all(r["frames"] == 5 for r in rows)
     assert all(np.isfinite(r["tae"]) and r["tae"] > 0 and r["rmse"] > 0 for r in rows)
     # Without poses TAE is undefined (NaN), flicker still measured; bad files say what to write.
     (folder / "poses.txt").unlink()
     assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--json", str(card)]) == 0
     row = json.loads(card.read_text())["rows"][0]
     assert np.isnan(row["tae"]) and row["flicker"] > 0
+    (folder / "intrinsics.txt").unlink()  # the pose filter needs the camera
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--stabilize", "pose"]) == 2
+    assert "intrinsics.txt (fx fy cx cy)" in capsys.readouterr().err
     (folder / "poses.txt").write_text("0 1 2 3\n")
     with pytest.raises(DataError, match="1 poses for 5 frames"):
         load_sequence(folder)

@@ -231,6 +231,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.uncertainty == "model" and not getattr(model, "uncertainty_kind", None):
         raise UsageError(f"{next(iter(source.values()))} predicts no uncertainty of its own: use a model with "
                          "model.kwargs.head=laplace, Marigold with --ensemble-size 3+, or --uncertainty tta")
+    if args.stabilize == "pose" and loaded.kind != "metric":
+        raise UsageError(f"--stabilize pose makes 3D points from the depth, and this source predicts {loaded.kind} "
+                         "depth: use --stabilize flow")
     predictor = Predictor(model, cfg.data, args.device, flip=args.flip_tta, scales=_scales(args) or (1.0,),
                           uncertainty=args.uncertainty if args.uncertainty == "tta" else None)
     points = read_points(args.calibrate) if args.calibrate else []

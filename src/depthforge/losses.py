@@ -84,9 +84,10 @@ def laplace_nll(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, st
 
 def laplace_nll_scale(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, std: torch.Tensor
                       ) -> torch.Tensor:
-    """:func:`laplace_nll` that trains only the uncertainty: no gradient reaches the depth through it, so the depth
-    learns from the other terms alone, as without the head (the full NLL scales each pixel's depth gradient by
-    1 / b, which cost the Laplace-head model 0.04-0.07 m at equal steps, BENCHMARKS.md)."""
+    """:func:`laplace_nll` with the predicted depth detached: its gradient reaches the depth output only through
+    the other terms (the full NLL scales each pixel's depth gradient by 1 / b, which cost the Laplace-head model
+    0.04-0.07 m at equal steps, BENCHMARKS.md); the uncertainty branch, and the features it shares with the depth,
+    still learn from it."""
     return laplace_nll(pred.detach(), target, mask, std)
 
 

@@ -33,7 +33,10 @@ def evaluate_sequence(loaded: LoadedSource, seq: dict, modes: tuple[str, ...] = 
     results = {}
     for mode in modes:
         if mode == "pose" and seq.get("K") is None:
-            raise ValueError("--stabilize pose needs the sequence's intrinsics.txt")
+            raise ValueError("--stabilize pose needs the camera: write the sequence's intrinsics.txt (fx fy cx cy)")
+        if mode == "pose" and loaded.kind != "metric":
+            raise ValueError(f"--stabilize pose makes 3D points from the depth, and this source predicts "
+                             f"{loaded.kind} depth: use flow")
         out = stabilize(raw, mode, seq["rgb"], flow, k=seq.get("K"))
         evaluator = Evaluator(protocol)
         for pred, depth in zip(out, gt):

@@ -151,7 +151,9 @@ class FlowStabilizer:
     motion PnP finds from flow matches on a ``grid`` (every ``grid``-th pixel), instead of one scale and shift; the
     frame and the moved output then meet at a common scale ``lock`` of the way from the frame's (0) to the moved
     output's (1): 0.3, chosen on synthetic flicker (higher locks cut TAE further but let the scale drift where the
-    flow is biased).
+    flow is biased). That lock replaces the ``flow`` scale option in this mode (``scale`` still chooses the median
+    filter applied first). The depth must be metric up to one scale (no shift, not disparity): 3D points are made
+    from it.
     """
 
     def __init__(self, weight: float = 0.6, max_change: float = 0.2, photometric: float = 25.0,
@@ -183,7 +185,7 @@ class FlowStabilizer:
             ok = inside & (np.abs(_gray(rgb).astype(np.float32) - warped_gray) < self.photometric)
             ok &= np.isfinite(warped) & (warped > 0) & np.isfinite(depth) & (depth > 0)
             moved = self._moved(warped, flow, ok) if self.k is not None and ok.sum() > 16 else None
-            if moved is not None:
+            if moved is not None and (ok & (moved > 0)).sum() > 16:
                 # the previous output seen from this camera; the two meet at a common scale, ``lock`` of the way
                 # from the frame's to the moved output's
                 ok &= moved > 0

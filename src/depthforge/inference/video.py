@@ -102,13 +102,14 @@ def predict_video(path: str | Path, predict: Callable[[np.ndarray], np.ndarray],
     elif stabilize in ("flow", "pose"):
         if stabilize == "pose" and intrinsics is None:
             raise ValueError("--stabilize pose needs the camera intrinsics (--fx, or the --hfov guess)")
-        filters: list[FlowStabilizer] = []  # made at the first frame, whose size the intrinsics need
+        filt = FlowStabilizer(flow=flow)  # a bad --flow fails here, before any file is opened
+        sizes: list[tuple[int, int]] = []  # the frame size the camera matrix was made for
 
         def predict(rgb):  # noqa: F811
-            if not filters:
-                k = intrinsics(rgb.shape[1], rgb.shape[0]) if stabilize == "pose" else None
-                filters.append(FlowStabilizer(flow=flow, k=k))
-            return filters[0](raw(rgb), rgb)
+            if stabilize == "pose" and sizes[-1:] != [rgb.shape[:2]]:  # the intrinsics need the frame's size
+                filt.k = np.asarray(intrinsics(rgb.shape[1], rgb.shape[0]), np.float64)
+                sizes.append(rgb.shape[:2])
+            return filt(raw(rgb), rgb)
     elif stabilize == "offline":
         if str(path).startswith(CAMERA_PREFIX):
             raise ValueError("--stabilize offline needs the whole clip twice; a camera gives it once: use causal "
