@@ -6,9 +6,9 @@ own uncertainty, the diffusion model with 1 and N samples; accuracy, AUSE, cover
         --diffusion diffusion=runs/diffusion/checkpoints/last.ckpt --samples 5 --steps 4
 
 Each row is one evaluation through ``depthforge.evaluation.report.evaluate_sources`` (the code `depthforge evaluate`
-runs) under the challenge protocol and the standard one. Uncertainty kinds: ``tta`` = the spread of flip TTA passes
-(two passes, so the depth is the flip-TTA depth), ``model`` = the model's own (Laplace head; the diffusion model's
-sample spread). Time per image at 144x256, batch 1, as a ratio to the first regression model's plain forward
+runs): one prediction pass, scored under the challenge protocol and the standard one. Uncertainty kinds: ``tta`` =
+the spread of flip TTA passes (two passes, so the depth is the flip-TTA depth), ``model`` = the model's own (Laplace
+head; the diffusion model's sample spread). Time per image at 144x256, batch 1, as a ratio to the first regression model's plain forward
 in the same run. Also draws the sparsification curves of every row with an uncertainty
 (benchmarks/results/<name>_sparsification.png). Writes benchmarks/results/<name>.{json,md} (--name, default
 uncertainty).
@@ -82,10 +82,11 @@ def main() -> None:
                                                           "steps": args.steps, "seed": 0}, "model", False))
     command = "python " + " ".join(sys.argv)
     results, curves = {}, {}
-    for proto in args.protocols.split(","):
-        for name, spec, uncertainty, flip in rows:
-            protocol = get_protocol(proto, flip_tta=True if flip else None)
-            card = evaluate_sources([spec], protocol, args.data, "val", command=command, uncertainty=uncertainty)[0]
+    names = args.protocols.split(",")
+    for name, spec, uncertainty, flip in rows:  # each row predicted once, scored under every protocol
+        protocols = [get_protocol(proto, flip_tta=True if flip else None) for proto in names]
+        cards = evaluate_sources([spec], protocols, args.data, "val", command=command, uncertainty=uncertainty)
+        for proto, card in zip(names, cards):
             results.setdefault(name, {})[proto] = {k: card["metrics"].get(k, float("nan")) for k in METRICS}
             if uncertainty and proto == "challenge":
                 curves[name] = card["sparsification"]

@@ -129,6 +129,21 @@ def test_comparison_of_several_checkpoints(run, tmp_path, capsys):
             assert rows[name][header.index(key)] == f"{metrics[key]:.4f}", key
 
 
+def test_several_protocols_are_scored_from_one_pass_as_each_alone(run, tmp_path, capsys):
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    both = tmp_path / "both.json"
+    assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "challenge,standard", "--json", str(both)]) == 0
+    table = capsys.readouterr().out
+    assert "| challenge/b16 |" in table and "| standard |" in table
+    cards = json.loads(both.read_text())
+    assert [c["protocol"]["name"] for c in cards] == ["challenge", "standard"]
+    for card in cards:
+        alone = tmp_path / f"{card['protocol']['name']}.json"
+        assert main(["evaluate", "--checkpoint", ckpt, "--protocol", card["protocol"]["name"], "--json",
+                     str(alone)]) == 0
+        assert card["metrics"] == pytest.approx(json.loads(alone.read_text())["metrics"], nan_ok=True)
+
+
 def test_protocol_batch_is_recorded_in_the_card_and_rerun(run, tmp_path, capsys):
     ckpt = str(run / "checkpoints" / "last.ckpt")
     b16, b1 = tmp_path / "b16.json", tmp_path / "b1.json"

@@ -230,3 +230,31 @@ def test_batch_only_evaluator_gives_the_same_numbers_without_image_rows():
     assert len(full.image_rows) == 4 and lean.image_rows == []
     with pytest.raises(ValueError, match="averages per image"):
         Evaluator(get_protocol("standard"), per_image=False)
+
+
+def test_several_protocols_from_one_prediction_pass_equal_separate_passes():
+    from depthforge.evaluation.report import evaluate_sources
+    from depthforge.evaluation.runner import run_evaluation, run_evaluations
+    from tests.conftest import ArrayDataset
+
+    rng = np.random.default_rng(2)
+    gts = [rng.uniform(0.5, 30.0, (4, 6)).astype(np.float32) for _ in range(20)]
+    preds = [g + rng.normal(0.0, 1.0, g.shape).astype(np.float32) for g in gts]
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch["meta"]["stem"]))
+        return torch.stack([torch.from_numpy(preds[int(s)])[None] for s in batch["meta"]["stem"]])
+
+    protocols = [get_protocol("challenge"), get_protocol("standard")]
+    together = [e.compute() for e in run_evaluations(ArrayDataset(gts, max_depth=100.0), predict, protocols)]
+    assert calls == [16, 4]  # one pass, in the per-batch protocol's batches
+    for protocol, result in zip(protocols, together):
+        alone = run_evaluation(ArrayDataset(gts, max_depth=100.0), predict, protocol).compute()
+        assert result == pytest.approx(alone, nan_ok=True), protocol.name
+    assert together[0]["rmse"] != pytest.approx(together[1]["rmse"], abs=1e-3)  # the protocols do differ
+    with pytest.raises(ValueError, match="different batch sizes"):
+        run_evaluations(ArrayDataset(gts), predict, [get_protocol("challenge", batch_size=b) for b in (16, 32)])
+    with pytest.raises(ValueError, match="different test-time augmentation"):
+        evaluate_sources([{"predictions": "unused"}], [get_protocol("standard"),
+                                                       get_protocol("standard", flip_tta=True)])

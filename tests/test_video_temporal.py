@@ -168,7 +168,7 @@ def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
 
 
 def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
-    from depthforge.inference.stabilize import move_depth, relative_pose
+    from depthforge.inference.stabilize import move_depth, pixel_rays, relative_pose
 
     seq = render_sequence(4, 2, 48, 64)
     k, rel = seq["K"], np.linalg.inv(seq["poses"][1]) @ seq["poses"][0]  # camera 0 -> camera 1
@@ -181,7 +181,7 @@ def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
     r, t = relative_pose(pts[near][::7], pix[::7], k)
     np.testing.assert_allclose(r, rel[:3, :3], atol=1e-6)
     np.testing.assert_allclose(t, rel[:3, 3], atol=1e-5)
-    moved = move_depth(z0.astype(np.float32), np.stack([u, v], -1), r, t, k)
+    moved = move_depth(z0.astype(np.float32), pixel_rays(np.stack([u, v], -1), k), r, t)
     np.testing.assert_allclose(moved[near], cam1[near][:, 2], rtol=1e-4)
     assert relative_pose(pts[near][:8], pix[:8], k) is None  # too few matches
     rng = np.random.default_rng(0)

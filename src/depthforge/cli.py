@@ -131,10 +131,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     crop = args.crop
     if crop and "," in crop:
         crop = [float(v) for v in crop.split(",")]
-    protocol = get_protocol(args.protocol, args.max_depth, crop=crop, alignment=args.alignment,
-                            flip_tta=True if args.flip_tta else None, tta_scales=_scales(args),
-                            batch_size=args.protocol_batch)
-    cards = evaluate_sources(sources, protocol, args.data, args.split, args.device, args.report, args.worst, command,
+    protocols = [get_protocol(name.strip(), args.max_depth, crop=crop, alignment=args.alignment,
+                              flip_tta=True if args.flip_tta else None, tta_scales=_scales(args),
+                              batch_size=args.protocol_batch) for name in args.protocol.split(",")]
+    cards = evaluate_sources(sources, protocols, args.data, args.split, args.device, args.report, args.worst, command,
                              args.overrides, args.uncertainty)
     print(comparison_table(cards))
     if args.json:
@@ -550,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "data)")
     p.add_argument("--split", help="data split to score (default: the checkpoint's data.val_split, else val)")
     p.add_argument("--protocol", default="challenge",
-                   help="challenge | challenge-224 | standard | nyu-eigen | kitti-garg | relative")
+                   help="challenge | challenge-224 | standard | nyu-eigen | kitti-garg | relative; several "
+                        "comma-separated (challenge,standard) are scored from one prediction pass")
     p.add_argument("--max-depth", type=float, help="override the protocol's depth cap (metres)")
     p.add_argument("--protocol-batch", type=_positive_int, metavar="N",
                    help="batch size of a per-batch protocol (challenge: 16, as the course; participants A and C "

@@ -16,7 +16,7 @@ from depthforge.data.detect import detect_format
 from depthforge.evaluation.card import checkpoint_paths, make_card
 from depthforge.evaluation.evaluator import METRICS, Evaluator
 from depthforge.evaluation.protocols import Protocol
-from depthforge.evaluation.runner import Predict, folder_predictor, model_predictor, run_evaluation
+from depthforge.evaluation.runner import Predict, folder_predictor, model_predictor, run_evaluations
 from depthforge.inference.sources import protocol_for
 from depthforge.viz.plots import plot_density, plot_error_by_depth, plot_sparsification, save_grid
 
@@ -119,35 +119,45 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
 
 
 @torch.inference_mode()
-def evaluate_sources(sources: list[dict], protocol: Protocol, data_root: str | None = None, split: str | None = None,
-                     device: str = "cpu", report_dir: str | Path | None = None, worst: int = 8,
-                     command: str = "", data_overrides: list[str] | tuple = (), uncertainty: str | None = None
-                     ) -> list[dict]:
+def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], data_root: str | None = None,
+                     split: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
+                     worst: int = 8, command: str = "", data_overrides: list[str] | tuple = (),
+                     uncertainty: str | None = None) -> list[dict]:
     """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``.
 
-    ``uncertainty`` (``model`` or ``tta``) also scores each source's uncertainty (AUSE, coverage, correlation).
+    ``protocol`` may be a list: each source is then predicted once and scored under every protocol (one card per
+    source and protocol, in that order; reports under ``report_dir/<source>/<protocol>/``). They must predict
+    alike (the same TTA). ``uncertainty`` (``model`` or ``tta``) also scores each source's uncertainty (AUSE,
+    coverage, correlation).
     """
+    protocols = [protocol] if isinstance(protocol, Protocol) else list(protocol)
+    tta = {(p.flip_tta, tuple(p.tta_scales)) for p in protocols}
+    if len(tta) > 1:
+        raise ValueError(f"protocols {[p.name for p in protocols]} ask for different test-time augmentation; "
+                         "evaluate them separately")
     cards = []
     for source in sources:
-        predict, dataset, data_cfg, kind = resolve_source(source, data_root, split, protocol, device, data_overrides,
-                                                          uncertainty)
-        scored, why = protocol_for(protocol, kind)
-        if why:
+        predict, dataset, data_cfg, kind = resolve_source(source, data_root, split, protocols[0], device,
+                                                          data_overrides, uncertainty)
+        scored = [protocol_for(p, kind) for p in protocols]
+        for why in {why for _, why in scored if why}:
             log.info("%s: %s", source_name(source), why)
-        evaluator = run_evaluation(dataset, predict, scored)
+        evaluators = run_evaluations(dataset, predict, [p for p, _ in scored])
         data = {"name": data_cfg.name, "root": data_cfg.root, "split": split or data_cfg.val_split,
                 "config": dataclasses.asdict(data_cfg)}
-        card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data, command)
-        card["source_kind"] = kind
-        if uncertainty:
-            card["uncertainty"] = uncertainty
-            card["sparsification"] = evaluator.sparsification()
-        if why:
-            card["alignment_note"] = why
-        if report_dir:
-            paths = write_report(evaluator, dataset, predict, Path(report_dir) / source_name(source), worst)
-            card["report"] = [str(p) for p in paths]
-        cards.append(card)
+        for (scoring, why), evaluator in zip(scored, evaluators):
+            card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data,
+                             command)
+            card["source_kind"] = kind
+            if uncertainty:
+                card["uncertainty"] = uncertainty
+                card["sparsification"] = evaluator.sparsification()
+            if why:
+                card["alignment_note"] = why
+            if report_dir:
+                out = Path(report_dir) / source_name(source) / (scoring.name if len(protocols) > 1 else "")
+                card["report"] = [str(p) for p in write_report(evaluator, dataset, predict, out, worst)]
+            cards.append(card)
     return cards
 
 

@@ -93,10 +93,21 @@ def folder_predictor(pred_dir: str | Path) -> Predict:
 
 def run_evaluation(dataset: DepthDataset, predict: Predict, protocol: Protocol) -> Evaluator:
     """Score every sample in order, in batches of ``protocol.batch_size`` (the last partial batch kept)."""
-    evaluator = Evaluator(protocol)
-    for batch in build_loader(dataset, protocol.batch_size, shuffle=False):
-        out = predict(batch)
+    return run_evaluations(dataset, predict, [protocol])[0]
+
+
+def run_evaluations(dataset: DepthDataset, predict: Predict, protocols: list[Protocol]) -> list[Evaluator]:
+    """Score every sample under each protocol from one prediction pass (the predictor's TTA is its own: the
+    protocols are scoring rules here). A per-batch protocol's batches are the loader's, so those must agree."""
+    batch = {p.batch_size for p in protocols if p.per_batch} or {protocols[0].batch_size}
+    if len(batch) > 1:
+        raise ValueError(f"per-batch protocols with different batch sizes {sorted(batch)} cannot share one pass; "
+                         "evaluate them separately")
+    evaluators = [Evaluator(p) for p in protocols]
+    for loaded in build_loader(dataset, batch.pop(), shuffle=False):
+        out = predict(loaded)
         pred, unc = out if isinstance(out, tuple) else (out, None)  # (depth, uncertainty) when one is scored
-        evaluator.process(pred, batch["depth"], batch["mask"], list(batch["meta"]["stem"]),
-                          batch["meta"].get("size"), uncertainty=unc)
-    return evaluator
+        for evaluator in evaluators:
+            evaluator.process(pred, loaded["depth"], loaded["mask"], list(loaded["meta"]["stem"]),
+                              loaded["meta"].get("size"), uncertainty=unc)
+    return evaluators

@@ -221,16 +221,16 @@ class FlowStabilizer:
         pose PnP estimates from matches on a ``grid``; None when no pose is found."""
         h, w = warped.shape
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        at = np.stack([gx + flow[..., 0], gy + flow[..., 1]], -1)  # each pixel's match in the previous frame
+        # each pixel's match in the previous frame, as a ray of that camera
+        rays = pixel_rays(np.stack([gx + flow[..., 0], gy + flow[..., 1]], -1), self.k)
         sel = np.zeros_like(ok)
         sel[self.grid // 2::self.grid, self.grid // 2::self.grid] = True
         sel &= ok
-        rays = np.einsum("ij,nj->ni", np.linalg.inv(self.k), np.concatenate([at[sel], np.ones((sel.sum(), 1))], 1))
-        pose = relative_pose(rays * warped[sel][:, None], np.stack([gx[sel], gy[sel]], 1), self.k)
+        pose = relative_pose(rays[sel] * warped[sel][:, None], np.stack([gx[sel], gy[sel]], 1), self.k)
         if pose is None:
             return None
         self.poses_found += 1
-        return move_depth(warped, at, *pose, self.k)
+        return move_depth(warped, rays, *pose)
 
 
 def relative_pose(points: np.ndarray, pixels: np.ndarray, k: np.ndarray, threshold: float = 1.0,
@@ -252,11 +252,15 @@ def relative_pose(points: np.ndarray, pixels: np.ndarray, k: np.ndarray, thresho
     return cv2.Rodrigues(rvec)[0], tvec[:, 0]
 
 
-def move_depth(depth: np.ndarray, at: np.ndarray, r: np.ndarray, t: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """z in the new camera of the 3D points that ``depth`` (H, W; one camera's depth already sampled at the
-    matching pixels ``at`` (H, W, 2) of that camera) places there: back-project, apply ``(R, t)``, keep z."""
-    rays = np.einsum("ij,hwj->ihw", np.linalg.inv(k), np.concatenate([at, np.ones_like(at[..., :1])], -1))
-    return (np.tensordot(r[2], rays, 1) * depth + t[2]).astype(np.float32)
+def pixel_rays(at: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The rays (..., 3; z = 1) through pixels ``at`` (..., 2) of a camera with intrinsics ``k``."""
+    return np.concatenate([at, np.ones_like(at[..., :1])], -1) @ np.linalg.inv(k).T
+
+
+def move_depth(depth: np.ndarray, rays: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """z in the new camera of the 3D points ``depth * rays`` (H, W and H, W, 3: one camera's depth and rays at the
+    matching pixels, :func:`pixel_rays`) after the motion ``(R, t)``."""
+    return (rays @ r[2] * depth + t[2]).astype(np.float32)
 
 
 def smooth_track(g: np.ndarray, sigma: float = 2.0) -> np.ndarray:
