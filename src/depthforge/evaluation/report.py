@@ -145,9 +145,10 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
         evaluators = run_evaluations(dataset, predict, [p for p, _ in scored])
         data = {"name": data_cfg.name, "root": data_cfg.root, "split": split or data_cfg.val_split,
                 "config": dataclasses.asdict(data_cfg)}
+        # provenance (the checkpoint's hash among it) once per source, whatever the number of protocols
+        provenance = make_card({}, {k: v for k, v in source.items() if k != "data_config"}, data, command)
         for (scoring, why), evaluator in zip(scored, evaluators):
-            card = make_card(evaluator.result(), {k: v for k, v in source.items() if k != "data_config"}, data,
-                             command)
+            card = {**evaluator.result(), **provenance}
             card["source_kind"] = kind
             if uncertainty:
                 card["uncertainty"] = uncertainty
