@@ -5,7 +5,7 @@ network here) on the same images, each in its own fresh process so that peak mem
 path only:
 
 - ``pipeline``: ``transformers.pipeline("depth-estimation", model=FOLDER)`` on PIL images, ``predicted_depth`` kept;
-- ``depthforge``: ``depthforge predict --model hf:FOLDER`` 's library path: ``load_source`` + ``Predictor.batch``
+- ``depthforge``: ``depthforge predict --model hf:FOLDER`` 's library path: ``depthforge.load(...).predict(array)``
   (uint8 arrays in, depth arrays at input size out), one image per call as the pipeline does.
 
 Each pair of processes runs ``--repeats`` times, alternating, and the table gives the median time ratio.
@@ -70,14 +70,12 @@ def worker(path: str, folder: str, n: int, h: int, w: int) -> dict:
         start = time.perf_counter()
         out = [pipe(p)["predicted_depth"].numpy() for p in pil]
     else:
-        from depthforge.inference import Predictor
-        from depthforge.inference.sources import load_source
+        import depthforge
 
-        loaded = load_source({"model": f"hf:{folder}"})
-        predictor = Predictor(loaded.model, loaded.cfg.data)
-        predictor(images[0])  # warm-up
+        m = depthforge.load(f"hf:{folder}")
+        m.predict(images[0])  # warm-up
         start = time.perf_counter()
-        out = [predictor(a) for a in images]
+        out = [m.predict(a).depth for a in images]
     seconds = time.perf_counter() - start
     return {"path": path, "seconds": seconds, "per_image_ms": 1000 * seconds / n,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -120,7 +118,7 @@ def main() -> None:
     table = ("| path | ms / image (median) | peak RSS MB | time ratio vs pipeline |\n|---|---|---|---|\n"
              f"| transformers pipeline | {row['pipeline_ms_per_image_median']:.1f} | "
              f"{row['pipeline_peak_rss_mb']:.0f} | 1 |\n"
-             f"| depthforge (load_source + Predictor) | {row['depthforge_ms_per_image_median']:.1f} | "
+             f"| depthforge (load + predict) | {row['depthforge_ms_per_image_median']:.1f} | "
              f"{row['depthforge_peak_rss_mb']:.0f} | {row['time_ratio_median']:.3f} |")
     print(table)
     print(f"same outputs: {same}")

@@ -28,9 +28,9 @@ from _results import save_results  # benchmarks/_results.py (scripts run from th
 from depthforge.data import build_dataset
 from depthforge.evaluation import get_protocol
 from depthforge.evaluation.report import evaluate_sources
-from depthforge.inference import load_checkpoint
-from depthforge.inference.export import OnnxModel, OpenVINOModel, export_onnx
-from depthforge.inference.quantize import quantize_onnx
+from depthforge.sources import load_checkpoint
+from depthforge.export.onnx import OnnxModel, OpenVINOModel, export_onnx
+from depthforge.export.quantize import quantize_onnx
 
 
 def median_ms(fn, runs: int) -> float:

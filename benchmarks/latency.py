@@ -32,8 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
 
 from depthforge.config import Config
-from depthforge.inference.export import OnnxModel, OpenVINOModel, export_onnx
-from depthforge.inference.quantize import quantize_onnx
+from depthforge.export.onnx import OnnxModel, OpenVINOModel, export_onnx
+from depthforge.export.quantize import quantize_onnx
 from depthforge.models import create_model, list_models
 
 REFERENCE = "unet_efficientnet_lite0"

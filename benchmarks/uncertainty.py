@@ -30,7 +30,7 @@ from _results import RESULTS, save_results  # benchmarks/_results.py (scripts ru
 
 from depthforge.evaluation import get_protocol
 from depthforge.evaluation.report import evaluate_sources
-from depthforge.inference import load_checkpoint
+from depthforge.sources import load_checkpoint
 from depthforge.viz.plots import plot_sparsification
 
 METRICS = ("rmse", "ssim", "abs_rel", "delta1", "ause_rmse", "coverage_1sigma", "coverage_2sigma",

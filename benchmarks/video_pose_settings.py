@@ -7,10 +7,10 @@ Prints TAE and per-frame AbsRel of each setting as ratios to the per-frame model
 """
 import sys, numpy as np
 from depthforge.data.synthetic import SKY_DEPTH, render_sequence
-from depthforge.inference import Predictor, load_checkpoint
-from depthforge.inference.stabilize import FlowStabilizer
+import depthforge
+from depthforge.video.stabilize import FlowStabilizer
 from depthforge.metrics.temporal import tae
-model, cfg = load_checkpoint(sys.argv[1]); pred = Predictor(model, cfg.data); cap = cfg.data.max_depth
+m = depthforge.load(sys.argv[1]); pred = m.runner(); cap = m.config.data.max_depth
 seqs, seed = [], 200
 while len(seqs) < 2:
     s = render_sequence(seed, 16, 144, 256); seed += 1

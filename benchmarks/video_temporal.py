@@ -25,8 +25,8 @@ import torch
 from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
 
 from depthforge.data.synthetic import SKY_DEPTH, render_sequence
-from depthforge.inference import Predictor, load_checkpoint
-from depthforge.inference.stabilize import CausalStabilizer, FlowStabilizer, stabilize_offline
+import depthforge
+from depthforge.video.stabilize import CausalStabilizer, FlowStabilizer, stabilize_offline
 from depthforge.metrics.temporal import tae
 
 
@@ -50,9 +50,9 @@ def main() -> None:
                         help="renderer seed of the first sequence (settings were chosen on 200 and up)")
     parser.add_argument("--name", default="video-temporal", help="results file name")
     args = parser.parse_args()
-    model, cfg = load_checkpoint(args.checkpoint)
-    predictor = Predictor(model, cfg.data)
-    cap = cfg.data.max_depth
+    pipeline = depthforge.load(args.checkpoint)
+    predictor = pipeline.runner()  # raw per-frame depth: the filters below are measured on it
+    cap = pipeline.config.data.max_depth
     totals: dict[str, dict[str, list]] = {m: {"rmse": [], "abs_rel": [], "tae": [], "seconds": []}
                                           for m in ("per-frame", "causal", "offline", "flow", "pose")}
     used, seed = [], args.first_seed

@@ -56,7 +56,8 @@ def test_predict_then_score_predictions(run, tmp_path):
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), str(root / "rgb" / "val"),
                  "--out", str(pred_dir), "--batch-size", "2"]) == 0
     assert np.load(pred_dir / "3.npy").shape == (44, 60)
-    from depthforge.inference import Predictor, load_checkpoint
+    from depthforge.predict import Predictor
+    from depthforge.sources import load_checkpoint
     model, cfg = load_checkpoint(run / "checkpoints" / "last.ckpt")
     alone = Predictor(model, cfg.data).predict_file(root / "rgb" / "val" / "1.jpeg")
     valid = (1e-3, 20.0)  # written depth is clamped into the model's valid range
@@ -165,7 +166,7 @@ def test_protocol_batch_is_recorded_in_the_card_and_rerun(run, tmp_path, capsys)
 
 def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys):
     from depthforge.io.depth import read_depth
-    from depthforge.inference.pointcloud import read_ply
+    from depthforge.geometry.pointcloud import read_ply
 
     root = tmp_path / "data"
     img, _ = write_pair(root, "val", "5", h=40, w=60)
@@ -206,7 +207,7 @@ def test_predict_formats_ply_calibration_and_onnx_backend(run, tmp_path, capsys)
 
 def test_video_in_gives_every_frame_out(run, tmp_path):
     pytest.importorskip("av")
-    from depthforge.inference.video import read_frames, write_test_video
+    from depthforge.video.frames import read_frames, write_test_video
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(7)]
@@ -231,7 +232,8 @@ def test_tiled_predict_cli(run, tmp_path):
     # Windows of 64x96 at overlap 0.25 start at x = 0, 64 and y = 0, 32: the corner blocks x < 64, y < 32 and
     # x >= 96, y >= 64 lie in one window each, away from every seam. There the tiled depth is the untiled
     # prediction of that window, mapped by the one scale and shift that harmonises it to the coarse pass.
-    from depthforge.inference import Predictor, load_checkpoint
+    from depthforge.predict import Predictor
+    from depthforge.sources import load_checkpoint
     from depthforge.io import read_rgb
 
     model, cfg = load_checkpoint(run / "checkpoints" / "last.ckpt")
@@ -263,7 +265,8 @@ def test_ensemble_predicts_the_mean_and_its_card_reruns(run, tmp_path, capsys):
     for name, ckpts in (("a", ["--checkpoint", a]), ("b", ["--checkpoint", b]),
                         ("ab", ["--checkpoint", a, "--checkpoint", b])):
         assert main(["predict", *ckpts, str(image), "--out", str(tmp_path / name)]) == 0
-    from depthforge.inference import Predictor, load_checkpoint
+    from depthforge.predict import Predictor
+    from depthforge.sources import load_checkpoint
 
     def raw_prediction(checkpoint):  # the model's own output, unclamped
         model, cfg = load_checkpoint(checkpoint)

@@ -50,7 +50,7 @@ def _predict_cli(checkpoint, photo, out) -> np.ndarray:
 
 
 def test_app_actions_measure_calibrate_and_refuse_bad_files(checkpoint, photo, tmp_path):
-    from depthforge.demo import DemoApp, default_sources, point_distance
+    from depthforge.demo import DemoApp, default_sources
     from depthforge.io import DataError
 
     app = DemoApp(default_sources([str(checkpoint)], None, None), workdir=tmp_path / "work", max_side=120)
@@ -67,7 +67,7 @@ def test_app_actions_measure_calibrate_and_refuse_bad_files(checkpoint, photo, t
     p1 = np.array([(10 - 59.5) / f * z1, (20 - 35.5) / f * z1, z1])
     p2 = np.array([(100 - 59.5) / f * z2, (50 - 35.5) / f * z2, z2])
     assert d == pytest.approx(float(np.linalg.norm(p1 - p2)), abs=2e-3)
-    assert point_distance(result, (10, 20), (100, 50)) == pytest.approx(d, abs=1e-3)
+    assert result.result.distance((10, 20), (100, 50)) == pytest.approx(d, abs=1e-3)
     app.calibrate(result, 7.5)  # the last click now reads 7.5 m, everything else scaled alike
     assert result.depth[50, 100] == pytest.approx(7.5, rel=1e-5)
     assert result.depth[20, 10] == pytest.approx(z1 * 7.5 / z2, rel=1e-4)
@@ -83,7 +83,7 @@ def test_app_actions_measure_calibrate_and_refuse_bad_files(checkpoint, photo, t
 
 def test_video_tab_stops_at_the_frame_limit(checkpoint, tmp_path):
     from depthforge.demo import DemoApp, default_sources
-    from depthforge.inference.video import read_frames, write_test_video
+    from depthforge.video.frames import read_frames, write_test_video
 
     rng = np.random.default_rng(0)
     clip = write_test_video(tmp_path / "clip.mp4", [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)

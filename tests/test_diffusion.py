@@ -141,7 +141,7 @@ def test_diffusion_trains_evaluates_and_predicts_from_the_command_line(tmp_path)
 
 
 def test_checkpoint_ensemble_spread_is_the_std_of_its_members(tmp_path):
-    from depthforge.inference.checkpoint import Ensemble
+    from depthforge.sources.checkpoint import Ensemble
 
     torch.manual_seed(0)
     members = [create_model("unet_resnet18", widths=(32, 16)).eval() for _ in range(3)]

@@ -48,7 +48,7 @@ def test_encoder_unfreezes_at_the_configured_epoch(tmp_path):
     import timm
 
     from depthforge.engine import train
-    from depthforge.inference import load_checkpoint
+    from depthforge.sources import load_checkpoint
 
     weights = tmp_path / "r18.pth"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
@@ -196,7 +196,7 @@ def test_ema_with_warmup_follows_the_model_early_then_decays_slowly():
 
 def test_init_from_starts_a_run_from_a_checkpoint_and_refuses_another_model(tmp_path):
     from depthforge.engine import train
-    from depthforge.inference.checkpoint import CheckpointError, init_weights_from
+    from depthforge.sources.checkpoint import CheckpointError, init_weights_from
     from depthforge.models import create_model
 
     tiny = ["model.name=unet_resnet18", "data.synthetic.num_train=4", "data.synthetic.num_val=2",

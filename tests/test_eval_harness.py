@@ -117,7 +117,7 @@ def test_protocol_round_trips_through_dict():
 
 def test_multi_scale_tta_averages_passes_at_each_input_scale():
     from depthforge.config import DataConfig
-    from depthforge.inference import predict_native
+    from depthforge.predict import predict_native
 
     class WidthMeter(torch.nn.Module):  # "depth" = the width the network was run at, everywhere
         def forward(self, x):
@@ -137,7 +137,7 @@ def test_multi_scale_tta_averages_passes_at_each_input_scale():
 
 def test_flip_tta_averages_with_mirrored_prediction():
     from depthforge.config import DataConfig
-    from depthforge.inference import predict_native
+    from depthforge.predict import predict_native
 
     class Lopsided(torch.nn.Module):
         def forward(self, x):
@@ -159,7 +159,8 @@ def test_course_protocol_batches_of_16_through_evaluation_and_training(tmp_path)
     from depthforge.data import build_dataset
     from depthforge.engine import train
     from depthforge.evaluation.runner import model_predictor, run_evaluation
-    from depthforge.inference import load_checkpoint, predict_native
+    from depthforge.predict import predict_native
+    from depthforge.sources import load_checkpoint
 
     overrides = ["model.name=unet_resnet18", "data.synthetic.num_train=4", "data.synthetic.num_val=20",
                  "data.synthetic.height=32", "data.synthetic.width=48", "data.batch_size=2", "train.epochs=1",

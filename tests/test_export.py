@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from depthforge.inference.export import OnnxModel, check_parity, export_onnx, export_torch
+from depthforge.export.onnx import OnnxModel, check_parity, export_onnx, export_torch
 from depthforge.models import create_model, list_models
 
 # timm's ViT resizes its position embedding with antialiased bicubic interpolation, which ONNX has no operator for.
@@ -56,7 +56,7 @@ def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, t
 
     from depthforge.cli import main
     from depthforge.data import SyntheticScenes
-    from depthforge.inference.quantize import read_metadata
+    from depthforge.export.quantize import read_metadata
 
     out = tmp_path / "model"
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out), "--quantize", "int8",
@@ -108,8 +108,8 @@ def test_openvino_and_every_ort_level_match_eager_and_predict_takes_the_backend(
 
     from depthforge.cli import main
     from depthforge.data import SyntheticScenes
-    from depthforge.inference import load_checkpoint
-    from depthforge.inference.export import OpenVINOModel, onnx_runner
+    from depthforge.sources import load_checkpoint
+    from depthforge.export.onnx import OpenVINOModel, onnx_runner
 
     model, cfg = load_checkpoint(tiny_run)
     path = export_onnx(model, tmp_path / "m.onnx", cfg)
@@ -137,8 +137,8 @@ def test_int8_calibration_options_keep_the_ends_in_fp32(tiny_run, tmp_path):
     import onnx
 
     from depthforge.data import SyntheticScenes
-    from depthforge.inference import load_checkpoint
-    from depthforge.inference.quantize import end_nodes, quantize_onnx, read_metadata
+    from depthforge.sources import load_checkpoint
+    from depthforge.export.quantize import end_nodes, quantize_onnx, read_metadata
 
     model, cfg = load_checkpoint(tiny_run)
     fp32 = export_onnx(model, tmp_path / "m.onnx", cfg)
@@ -173,7 +173,7 @@ def test_int8_calibration_options_keep_the_ends_in_fp32(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="calibration method"):
         quantize_onnx(fp32, tmp_path / "x.onnx", cfg, "static", images, "kl")
     # OpenVINO gave wrong depth for these files on the recipe model: refused unless asked for (benchmarks)
-    from depthforge.inference.export import OpenVINOModel
+    from depthforge.export.onnx import OpenVINOModel
 
     with pytest.raises(ValueError, match="--backend onnxruntime"):
         OpenVINOModel(plain)

@@ -150,7 +150,7 @@ def test_data_check_split_list_then_override(tmp_path, capsys):
 # 5. Written depth is never impossible without saying so.
 
 def test_predict_clamps_impossible_depth_and_says_so(run, tmp_path, monkeypatch, caplog):
-    from depthforge.inference import Predictor
+    from depthforge.predict import Predictor
 
     image = tmp_path / "photo.png"
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(image)
@@ -183,7 +183,7 @@ def test_evaluation_still_scores_raw_predictions():
 # 6. best.ckpt holds what evaluation needs; last.ckpt what resuming needs.
 
 def test_best_checkpoint_is_evaluation_only(run):
-    from depthforge.inference import load_checkpoint
+    from depthforge.sources import load_checkpoint
 
     best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
     b, lst = (torch.load(p, weights_only=True) for p in (best, last))

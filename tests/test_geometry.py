@@ -2,22 +2,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthforge.inference.calibration import calibrate, fit, read_points
-from depthforge.inference.pointcloud import Intrinsics, depth_to_ply, intrinsics_from_exif, read_ply
+from depthforge.geometry.calibration import calibrate, fit, read_points
+from depthforge.geometry.camera import Intrinsics, intrinsics_from_exif
+from depthforge.geometry.pointcloud import point_cloud, read_ply, write_ply
 
 
 def test_ply_of_a_flat_wall_is_coplanar_at_the_right_distance(tmp_path):
     k = Intrinsics(100.0, 100.0, 31.5, 23.5)
     depth = np.full((48, 64), 4.0, np.float32)
     rgb = np.zeros((48, 64, 3), np.uint8)
-    pts = read_ply(depth_to_ply(tmp_path / "p.ply", depth, rgb, k))
+    pts = read_ply(write_ply(tmp_path / "p.ply", *point_cloud(depth, rgb, k)))
     assert len(pts) == 48 * 64 and np.allclose(pts[:, 2], 4.0)
     # pixel (u=63, v=23.5) -> x = (63 - 31.5) / 100 * 4
     assert pts[:, 0].max() == pytest.approx((63 - 31.5) / 100 * 4, rel=1e-6)
 
 
 def test_ply_of_a_tilted_plane_is_coplanar():
-    from depthforge.inference.pointcloud import backproject
+    from depthforge.geometry.pointcloud import backproject
     k = Intrinsics(80.0, 80.0, 40.0, 30.0)
     v, u = np.mgrid[0:60, 0:80].astype(float)
     # plane n.X = d with n = (0.2, -0.5, 1): z = d / (0.2 (u-cx)/fx - 0.5 (v-cy)/fy + 1)

@@ -16,14 +16,16 @@ import depthforge
 
 # Bottom to top; units on one rank are peers and must not import each other. Mirrored in ARCHITECTURE.md.
 LAYERS: list[tuple[str, ...]] = [
-    ("depthforge", "depthforge.config", "depthforge.console"),
+    ("depthforge.version", "depthforge.config", "depthforge.console"),
     ("depthforge.io",),
-    ("depthforge.viz", "depthforge.metrics"),
+    ("depthforge.viz", "depthforge.metrics", "depthforge.geometry"),
     ("depthforge.data", "depthforge.models", "depthforge.losses"),
-    ("depthforge.inference",),
+    ("depthforge.export", "depthforge.video"),
+    ("depthforge.sources",),
+    ("depthforge.predict",),
     ("depthforge.evaluation",),
     ("depthforge.engine",),
-    ("depthforge.demo",),
+    ("depthforge.demo", "depthforge"),  # the package root is the Python API's face: its names resolve downwards
     ("depthforge.cli",),
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
@@ -41,29 +43,25 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
 
 
 def unit_of(module: str) -> str:
-    """The longest layer unit that holds ``module`` (``depthforge.data.pairs`` -> ``depthforge.data``)."""
+    """The longest layer unit that holds ``module`` (``depthforge.data.pairs`` -> ``depthforge.data``); the package
+    root is a unit of its own module only, so a new top-level module must be placed in the table."""
     parts = module.split(".")
-    for n in range(len(parts), 0, -1):
+    for n in range(len(parts), 1, -1):
         if ".".join(parts[:n]) in RANK:
             return ".".join(parts[:n])
+    if module == parts[0] and module in RANK:
+        return module
     raise KeyError(f"{module}: in no layer; add its package to LAYERS and to ARCHITECTURE.md")
 
 
-def _lazy_alias_nodes(tree: ast.Module) -> set[int]:
-    """Imports inside a module-level ``__getattr__`` (PEP 562 re-exports and deprecated aliases, resolved on first
-    use: `depthforge.load` is the top layer's public shortcut, not a dependency of the package root)."""
-    return {id(node) for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "__getattr__"
-            for node in ast.walk(fn)}
-
-
 def imports_of(module: str, path: Path, known: dict[str, Path], package: str) -> list[tuple[int, str]]:
-    """``(line, imported module)`` for each import of the package in ``path`` (deprecated aliases left out)."""
+    """``(line, imported module)`` for each import of the package in ``path``: every one, lazy ones included
+    (``importlib.import_module("depthforge.x")`` with a literal or a module-level dict of literals counts too)."""
     tree = ast.parse(path.read_text(), str(path))
-    skip = _lazy_alias_nodes(tree) if path.name == "__init__.py" else set()
-    found = []
+    found = [(node.lineno, value.value) for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.Call))
+             for value in ast.walk(node) if isinstance(value, ast.Constant) and isinstance(value.value, str)
+             and value.value.startswith(f"{package}.") and value.value in known]
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == package]
         elif isinstance(node, ast.ImportFrom):
@@ -136,9 +134,10 @@ def test_every_package_folder_is_in_a_layer():
 
 def _fixture_package(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "depthforge"
-    for name in ("", "io", "data", "metrics", "inference", "evaluation", "engine"):
+    for name in ("", "io", "data", "metrics", "predict", "evaluation", "engine"):
         (root / name).mkdir(parents=True, exist_ok=True)
         (root / name / "__init__.py").write_text("")
+    (root / "config.py").write_text("")
     for rel, text in files.items():
         (root / rel).write_text(text)
     return root
@@ -148,15 +147,15 @@ def test_checker_accepts_downward_imports(tmp_path):
     root = _fixture_package(tmp_path, {
         "io/depth.py": "import numpy\n",
         "data/pairs.py": "from depthforge.io.depth import read\nfrom depthforge import config\n",
-        "evaluation/runner.py": "from depthforge.inference import predict\nfrom ..metrics import ssim\n",
+        "evaluation/runner.py": "from depthforge.predict import load\nfrom ..metrics import ssim\n",
     })
     assert layer_violations(root) == []
 
 
 @pytest.mark.parametrize("rel, text, culprit", [
-    ("data/pairs.py", "from depthforge.inference.depth_io import read_depth\n", "depthforge.inference.depth_io"),
-    ("metrics/runner.py", "def f():\n    from depthforge.inference import predict_native\n", "depthforge.inference"),
-    ("inference/tiling.py", "import depthforge.evaluation.protocols\n", "depthforge.evaluation.protocols"),
+    ("data/pairs.py", "from depthforge.predict.outputs import clamp_depth\n", "depthforge.predict.outputs"),
+    ("metrics/runner.py", "def f():\n    from depthforge.predict import predict_native\n", "depthforge.predict"),
+    ("predict/tiling.py", "import depthforge.evaluation.protocols\n", "depthforge.evaluation.protocols"),
     ("io/depth.py", "from ..data import base\n", "depthforge.data"),
     ("metrics/x.py", "from depthforge.viz import colorize\n", "depthforge.viz"),  # peers
 ])
@@ -166,35 +165,40 @@ def test_checker_flags_a_planted_backwards_import(tmp_path, rel, text, culprit):
     assert len(problems) == 1 and culprit in problems[0] and rel.split("/")[-1] in problems[0]
 
 
-def test_checker_allows_only_lazy_aliases_in_an_init(tmp_path):
+def test_checker_sees_lazy_imports_and_allows_no_alias_exception(tmp_path):
+    # A PEP 562 alias in an __init__ is a dependency like any other import: there is no exception for it any more.
     alias = "def __getattr__(name):\n    from depthforge import evaluation\n    return getattr(evaluation, name)\n"
     root = _fixture_package(tmp_path, {"metrics/__init__.py": alias})
-    assert layer_violations(root) == []
-    root = _fixture_package(tmp_path / "b", {"metrics/other.py": alias})  # not an __init__: a real dependency
     assert len(layer_violations(root)) == 1
+    lazy = ('_PUBLIC = {"x": "depthforge.evaluation"}\n\ndef __getattr__(name):\n    import importlib\n'
+            '    return getattr(importlib.import_module(_PUBLIC[name]), name)\n')
+    root = _fixture_package(tmp_path / "b", {"io/__init__.py": lazy})  # a module path named as a string
+    problems = layer_violations(root)
+    assert len(problems) == 1 and "depthforge.evaluation" in problems[0]
 
 
 def test_checker_finds_a_planted_cycle(tmp_path):
     root = _fixture_package(tmp_path, {
-        "inference/predictor.py": "def tiled():\n    from depthforge.inference.tiling import predict_tiled\n",
-        "inference/tiling.py": "from depthforge.inference.predictor import predict_native\n",
+        "predict/predictor.py": "def tiled():\n    from depthforge.predict.tiling import predict_tiled\n",
+        "predict/tiling.py": "from depthforge.predict.predictor import predict_native\n",
     })
     assert layer_violations(root) == []  # same layer: only the cycle check sees it
     cycles = import_cycles(root)
-    assert len(cycles) == 1 and set(cycles[0]) == {"depthforge.inference.predictor", "depthforge.inference.tiling"}
+    assert len(cycles) == 1 and set(cycles[0]) == {"depthforge.predict.predictor", "depthforge.predict.tiling"}
 
 
-def test_old_public_names_still_import():
-    from depthforge.inference import load_checkpoint, predict_native  # noqa: F401
-    from depthforge.inference.depth_io import read_depth, write_depth  # noqa: F401
-    from depthforge.models import create_model  # noqa: F401
-    from depthforge.data import DataError
-    from depthforge.evaluation import get_protocol
-    import depthforge.io
+def test_moved_names_left_no_aliases_and_the_public_names_resolve():
+    import importlib
+
     import depthforge.metrics
+    from depthforge import predict, sources
 
-    assert DataError is depthforge.io.DataError
-    with pytest.warns(DeprecationWarning, match="depthforge.evaluation.get_protocol"):
-        assert depthforge.metrics.get_protocol is get_protocol
+    for gone in ("depthforge.inference", "depthforge.inference.depth_io"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(gone)
     with pytest.raises(AttributeError):
-        depthforge.metrics.no_such_name  # noqa: B018
+        depthforge.metrics.get_protocol  # noqa: B018 - moved to depthforge.evaluation, no alias left
+    assert depthforge.load is predict.load and depthforge.DepthResult is predict.DepthResult
+    assert depthforge.DepthSource is sources.DepthSource
+    with pytest.raises(AttributeError):
+        depthforge.no_such_name  # noqa: B018

@@ -39,7 +39,7 @@ def test_readme_own_data_commands_work(tmp_path, monkeypatch, split_first):
         assert main(args) == 0, cmd
     assert (tmp_path / "my_data_check.png").is_file()
     # The run read the millimetre PNGs as metres under the 10 m cap (0.3-9 m, not 300-9000) ...
-    from depthforge.inference import load_checkpoint
+    from depthforge.sources import load_checkpoint
 
     _, cfg = load_checkpoint(tmp_path / "runs" / "mine" / "checkpoints" / "best.ckpt")
     assert cfg.data.depth_scale == 1000 and cfg.data.max_depth == 10

@@ -6,7 +6,7 @@ import torch
 
 from depthforge.config import DataConfig
 from depthforge.data.synthetic import SyntheticScenes
-from depthforge.inference.tiling import predict_tiled
+from depthforge.predict.tiling import predict_tiled
 
 
 class LocalDepth(torch.nn.Module):
@@ -55,7 +55,7 @@ def test_harmonisation_fixes_a_zoom_dependent_scale():
 PEAK_SCRIPT = """
 import torch
 from depthforge.config import DataConfig
-from depthforge.inference.tiling import predict_tiled
+from depthforge.predict.tiling import predict_tiled
 class Wide(torch.nn.Module):  # 64 channels at full resolution: untiled, a 4000x3000 image would need > 3 GB
     def __init__(self):
         super().__init__()

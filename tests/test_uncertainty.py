@@ -108,7 +108,7 @@ def test_a_laplace_model_trains_and_predict_writes_its_uncertainty(tmp_path):
 
 def test_tta_spread_is_the_std_of_the_passes():
     from depthforge.config import DataConfig
-    from depthforge.inference.native import tta_spread
+    from depthforge.predict.tta import tta_spread
     from depthforge.models import create_model
 
     model = create_model("unet_resnet18").eval()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from depthforge.data.synthetic import SKY_DEPTH, render_sequence
-from depthforge.inference.stabilize import CausalStabilizer, FlowStabilizer, stabilize
+from depthforge.video.stabilize import CausalStabilizer, FlowStabilizer, stabilize
 from depthforge.metrics.temporal import tae
 
 
@@ -59,14 +59,17 @@ def test_stabilisers_cut_scale_flicker_and_the_causal_one_never_looks_ahead():
 STREAM = """
 import resource, sys
 import numpy as np
-from depthforge.inference.video import predict_video, write_test_video
+from depthforge.video.frames import SideBySideWriter, write_test_video
+from depthforge.video.stream import stabilized_depths
 n = int(sys.argv[1])
 rng = np.random.default_rng(0)
 frames = (rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(n))
 clip = write_test_video(sys.argv[2] + "/clip.mp4", frames)
-count, _ = predict_video(clip, lambda rgb: rgb.mean(-1).astype(np.float32) / 25 + 1, sys.argv[2],
-                         lambda depth, stem: None, stabilize=sys.argv[3])
-print(count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+writer = SideBySideWriter(sys.argv[2] + "/clip_depth.mp4")
+for rgb, depth in stabilized_depths(clip, lambda rgb: rgb.mean(-1).astype(np.float32) / 25 + 1, sys.argv[3]):
+    writer.write(rgb, depth)
+writer.close()
+print(writer.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -87,10 +90,9 @@ def test_a_long_clip_streams_with_flat_memory(tmp_path):
 def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path, monkeypatch):
     from PIL import Image
 
-    import depthforge.inference.stabilize as stabilize_module
-
+    import depthforge.video.stabilize as stabilize_module
     from depthforge.cli import main
-    from depthforge.inference.video import read_frames
+    from depthforge.video.frames import read_frames
     from tests.conftest import train_tiny
 
     frames = tmp_path / "walk"
@@ -111,7 +113,9 @@ def test_an_image_sequence_folder_is_a_video_with_stabilisation(tmp_path, monkey
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(stabilize_module, "FlowStabilizer", Spy)
+    import depthforge.video.stream as stream_module
+
+    monkeypatch.setattr(stream_module, "FlowStabilizer", Spy)  # the stream builds the filter
     assert main(["predict", "--checkpoint", str(ckpt), str(frames), "--sequence", "--stabilize", "pose", "--fx", "40",
                  "--flow", "dis", "--out", str(tmp_path / "pose")]) == 0
     assert len(list((tmp_path / "pose").glob("walk_*.npy"))) == 6 and len(made) == 1
@@ -168,7 +172,7 @@ def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
 
 
 def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
-    from depthforge.inference.stabilize import move_depth, pixel_rays, relative_pose
+    from depthforge.video.stabilize import move_depth, pixel_rays, relative_pose
 
     seq = render_sequence(4, 2, 48, 64)
     k, rel = seq["K"], np.linalg.inv(seq["poses"][1]) @ seq["poses"][0]  # camera 0 -> camera 1
@@ -202,7 +206,7 @@ def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ah
     filt = FlowStabilizer(flow="dis", k=k)
     np.testing.assert_array_equal(np.stack([filt(d, f) for d, f in zip(noisy, rgb)]), pose)
     assert filt.poses_found == len(noisy) - 1  # every frame after the first moved by a pose ...
-    monkeypatch.setattr("depthforge.inference.stabilize.relative_pose", lambda *a, **kw: None)
+    monkeypatch.setattr("depthforge.video.stabilize.relative_pose", lambda *a, **kw: None)
     np.testing.assert_array_equal(stabilize(noisy, "pose", rgb, "dis", k=k), flow)  # ... else the flow filter's
     monkeypatch.undo()
     changed = noisy.copy()
@@ -215,7 +219,7 @@ def test_pose_filter_beats_the_flow_filter_on_a_moving_camera_and_never_looks_ah
 
 
 def test_warp_follows_the_flow_by_hand():
-    from depthforge.inference.stabilize import optical_flow, warp
+    from depthforge.video.stabilize import optical_flow, warp
 
     image = np.arange(20, dtype=np.float32).reshape(4, 5)
     flow = np.zeros((4, 5, 2), np.float32)
@@ -240,7 +244,7 @@ def test_raft_flow_from_a_local_weights_file_and_offline_errors(tmp_path, monkey
     import torch
     from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
-    from depthforge.inference.stabilize import optical_flow
+    from depthforge.video.stabilize import optical_flow
 
     torch.manual_seed(0)
     weights = tmp_path / "raft_small.pth"
@@ -282,7 +286,7 @@ def test_a_camera_streams_through_opencv(tmp_path, monkeypatch):
     import cv2
 
     from depthforge.cli import main
-    from depthforge.inference.video import opencv_frames, read_frames, write_test_video
+    from depthforge.video.frames import opencv_frames, read_frames, write_test_video
     from tests.conftest import train_tiny
 
     clip = write_test_video(tmp_path / "c.mp4", (np.full((32, 48, 3), i * 20, np.uint8) for i in range(5)))

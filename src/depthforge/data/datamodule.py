@@ -83,3 +83,13 @@ def build_loader(dataset: DepthDataset, batch_size: int, shuffle: bool, num_work
     """A loader; evaluation keeps order and the last partial batch, as the challenge protocol requires."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       drop_last=drop_last, persistent_workers=num_workers > 0, collate_fn=pad_collate)
+
+
+def cache_splits(cfg: DataConfig, splits: list[str], out: str | Path) -> list[tuple[str, Path]]:
+    """Each split decoded once into ``out/<split>`` (``data.name=cache``): raw depth, no cap, no transform."""
+    import dataclasses
+
+    from depthforge.data.cache import write_cache
+
+    raw = dataclasses.replace(cfg, max_depth=float("inf"), cache=False)
+    return [(split, write_cache(build_dataset(raw, split, train=False), Path(out) / split)) for split in splits]

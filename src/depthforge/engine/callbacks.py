@@ -99,7 +99,7 @@ class CheckpointMetadata(L.Callback):
     resumed run draws the same shuffles and augmentations as an uninterrupted one."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        from depthforge import __version__
+        from depthforge.version import __version__
 
         cfg = pl_module.cfg
         steps = pl_module.schedule_length.steps

@@ -10,7 +10,7 @@ import torch
 
 from depthforge.config import Config, load_config
 from depthforge.engine.optim import ScheduleLength, build_optimizer, build_scheduler
-from depthforge.inference.native import predict_native
+from depthforge.predict.tta import predict_native
 from depthforge.losses import WeightedLoss
 from depthforge.evaluation import Evaluator, get_protocol
 from depthforge.evaluation.runner import model_predictor

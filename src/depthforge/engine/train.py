@@ -22,7 +22,7 @@ from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, Che
 from depthforge.engine.loggers import AppendingCSVLogger
 from depthforge.engine.module import DepthModule
 from depthforge.engine.optim import ScheduleLength, ema_decay, warmup_steps
-from depthforge.inference.checkpoint import init_weights_from
+from depthforge.sources.checkpoint import init_weights_from
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         if trainer.is_global_zero and not resume:
             save_config(cfg, out / "config.yaml")
     if str(cfg.model.pretrained).startswith("hf:") and not resume:
-        from depthforge.inference.hub import init_from_pretrained
+        from depthforge.sources.hub import init_from_pretrained
 
         init_from_pretrained(module.model, cfg.model.pretrained[3:])
     if cfg.model.init_from and not resume:

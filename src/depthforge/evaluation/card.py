@@ -10,7 +10,7 @@ import time
 from itertools import zip_longest
 from pathlib import Path
 
-from depthforge import __version__
+from depthforge.version import __version__
 
 
 def file_sha256(path: str | Path) -> str:

@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from depthforge.inference.native import check_scales
+from depthforge.predict.tta import check_scales
 from depthforge.metrics.alignment import ALIGNMENTS
 from depthforge.metrics.functional import MIN_DEPTH
 

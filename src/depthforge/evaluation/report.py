@@ -17,7 +17,7 @@ from depthforge.evaluation.card import checkpoint_paths, make_card
 from depthforge.evaluation.evaluator import METRICS, Evaluator
 from depthforge.evaluation.protocols import Protocol
 from depthforge.evaluation.runner import Predict, folder_predictor, model_predictor, run_evaluations
-from depthforge.inference.sources import protocol_for
+from depthforge.sources.loading import protocol_for
 from depthforge.viz.plots import plot_density, plot_error_by_depth, plot_sparsification, save_grid
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def resolve_source(source: dict, data_root: str | None, split: str | None, proto
     (``data.key=value``) say otherwise; ``split`` defaults to the data config's ``val_split``. Foreign models
     (``hf:``, ``marigold:``) and prediction folders need ``data_root``.
     """
-    from depthforge.inference.sources import load_source
+    from depthforge.sources.loading import load_source
 
     data_cfg = DataConfig()
     predict: Predict | None = None

@@ -12,7 +12,7 @@ from torch import nn
 from depthforge.config import DataConfig
 from depthforge.data import DepthDataset, build_loader
 from depthforge.data.transforms import to_size
-from depthforge.inference.native import predict_native, tta_spread
+from depthforge.predict.tta import predict_native, tta_spread
 from depthforge.evaluation.evaluator import Evaluator
 from depthforge.evaluation.protocols import Protocol
 

@@ -8,9 +8,9 @@ import torch
 
 from depthforge.evaluation.evaluator import Evaluator
 from depthforge.evaluation.protocols import get_protocol
-from depthforge.inference.predictor import Predictor
-from depthforge.inference.sources import LoadedSource, protocol_for
-from depthforge.inference.stabilize import stabilize
+from depthforge.predict.predictor import Predictor
+from depthforge.sources.loading import LoadedSource, protocol_for
+from depthforge.video.stabilize import stabilize
 from depthforge.metrics.temporal import flicker, tae
 
 PER_FRAME = ("rmse", "abs_rel", "delta1")
@@ -49,3 +49,31 @@ def evaluate_sequence(loaded: LoadedSource, seq: dict, modes: tuple[str, ...] = 
         row["flicker"] = flicker(clipped, valid.all(axis=0))
         results[mode] = row
     return results
+
+
+def evaluate_sequences(specs: list[dict], folders: list[str], modes: tuple[str, ...] = ("none",),
+                       max_depth: float | None = None, flow: str = "farneback", device: str = "cpu") -> list[dict]:
+    """One row per source, sequence folder and stabilisation mode (``evaluate --sequence``); ``max_depth`` defaults
+    to each source's own range."""
+    from depthforge.data.sequence import load_sequence
+    from depthforge.sources.loading import load_source
+
+    rows = []
+    for spec in specs:
+        loaded = load_source(spec, device)
+        for folder in folders:
+            seq = load_sequence(folder)
+            for mode, m in evaluate_sequence(loaded, seq, modes, max_depth or loaded.cfg.data.max_depth, flow,
+                                             device).items():
+                rows.append({"source": next(iter(spec.values())), "sequence": str(folder), "stabilize": mode,
+                             "frames": len(seq["rgb"]), **m})
+    return rows
+
+
+def sequence_table(rows: list[dict]) -> str:
+    """The rows of :func:`evaluate_sequences` as a Markdown table."""
+    lines = ["| source | sequence | stabilize | RMSE | AbsRel | delta1 | TAE | flicker |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['sequence']} | {r['stabilize']} | {r['rmse']:.3f} | {r['abs_rel']:.4f} | "
+              f"{r['delta1']:.3f} | {r['tae']:.3f} | {r['flicker']:.3f} |" for r in rows]
+    return "\n".join(lines)

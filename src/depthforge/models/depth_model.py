@@ -26,7 +26,7 @@ class DepthModel(nn.Module):
     ``scale_jitter`` = j > 0 draws the scale of each training batch uniformly from ``input_scale * [1 - j, 1 + j]``
     (a resolution augmentation: the field of view, hence the metric depth, is unchanged, unlike a zoom); evaluation
     and export always use ``input_scale``. It trains the network for multi-scale test-time augmentation
-    (:func:`~depthforge.inference.native.predict_native` ``scales``).
+    (:func:`~depthforge.predict.tta.predict_native` ``scales``).
     """
 
     @property

@@ -168,3 +168,19 @@ def check_parity(reference: nn.Module, exported, sizes=PARITY_SIZES, tol: float 
     if not np.isfinite(worst) or worst > tol:
         raise ParityError(f"exported model differs from eager by {worst:.3g} (> {tol:g})")
     return worst
+
+
+def export_checked(model: nn.Module, cfg: Config, out: str | Path, fmt: str = "onnx", tol: float = 1e-4
+                   ) -> tuple[Path, float]:
+    """``out`` as ONNX (``.onnx``, the config inside) or torch.export (``.pt2``), and the parity check's max
+    |exported - eager| (a :class:`ParityError` above ``tol``)."""
+    out = Path(out)
+    if fmt == "onnx":
+        path = export_onnx(model, out.with_suffix(".onnx"), cfg)
+        return path, check_parity(model, OnnxModel(path), tol=tol)
+    if fmt != "torch":
+        raise ValueError(f"export format '{fmt}': choose onnx or torch")
+    path = export_torch(model, out.with_suffix(".pt2"))
+    m = model.multiple
+    return path, check_parity(model, torch.export.load(str(path)).module(), sizes=((5 * m, 8 * m), (3 * m, 4 * m)),
+                              tol=tol)

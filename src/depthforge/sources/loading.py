@@ -96,14 +96,14 @@ def _model_cfg(name: str, max_depth: float | None) -> Config:
 def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
     """Load any supported source from its spec (see the module docstring)."""
     if "checkpoint" in spec:
-        from depthforge.inference.checkpoint import load_ensemble
+        from depthforge.sources.checkpoint import load_ensemble
 
         ck = spec["checkpoint"]
         model, cfg = load_ensemble(list(ck) if isinstance(ck, (list, tuple)) else [ck], device)
         _apply_sampling(model, spec)
         return LoadedSource(model, cfg, source_kind(model), spec)
     if "onnx" in spec:
-        from depthforge.inference.export import onnx_runner
+        from depthforge.export.onnx import onnx_runner
 
         model = onnx_runner(spec["onnx"], spec.get("backend", "onnxruntime"), spec.get("threads"),
                             spec.get("opt_level", "all"))
@@ -122,13 +122,13 @@ def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
         return LoadedSource(model, _model_cfg(f"hf:{where}", getattr(hf_model.config, "max_depth", None)
                                               if model.kind == "metric" else None), model.kind, spec)
     if prefix == "marigold":
-        from depthforge.inference.marigold import MarigoldSource, load_marigold
+        from depthforge.sources.marigold import MarigoldSource, load_marigold
 
         options = {k: spec[k] for k in MARIGOLD_OPTIONS if spec.get(k) is not None}
         model = MarigoldSource(load_marigold(where, device), **options)
         return LoadedSource(model, _model_cfg(f"marigold:{where}", None), model.kind, spec)
     if prefix == "depthforge":
-        from depthforge.inference.hub import load_pretrained
+        from depthforge.sources.hub import load_pretrained
 
         model, cfg = load_pretrained(where, device)
         _apply_sampling(model, spec)
@@ -149,17 +149,20 @@ def protocol_for(protocol: Any, kind: str) -> tuple[Any, str | None]:
             f"the source predicts {kind}, so it is aligned per image ({alignment}) before scoring")
 
 
-def load(where: str | Path, device: str | torch.device = "cpu", **options: Any) -> LoadedSource:
-    """A ready source from a path or id: a ``.ckpt``, an ``.onnx``, a shared depthforge folder, or a prefixed
-    ``hf:`` / ``marigold:`` / ``depthforge:`` spec. ``options``: e.g. Marigold's ``ensemble_size``."""
+def spec_from(where: str | Path | dict, **options: Any) -> dict:
+    """The source spec of a path or id: a ``.ckpt`` (or a list of them: an ensemble), an ``.onnx``, a shared
+    depthforge folder or Hub repo id, or a prefixed ``hf:`` / ``marigold:`` / ``depthforge:`` spec; a dict is taken
+    as a spec already. ``options`` (e.g. Marigold's ``ensemble_size``, an ONNX ``backend``) join the spec."""
+    if isinstance(where, dict):
+        return {**where, **options}
+    if isinstance(where, (list, tuple)):
+        return {"checkpoint": [str(w) for w in where], **options}
     text = str(where)
     if text.startswith(MODEL_PREFIXES):
-        return load_source({"model": text, **options}, device)
+        return {"model": text, **options}
     path = Path(text)
     if path.suffix == ".onnx":
-        return load_source({"onnx": text}, device)
-    if path.is_dir():
-        return load_source({"model": f"depthforge:{text}"}, device)
+        return {"onnx": text, **options}
     if path.suffix == ".ckpt" or path.is_file():
-        return load_source({"checkpoint": text}, device)
-    return load_source({"model": f"depthforge:{text}"}, device)  # a Hub repo id of a shared depthforge model
+        return {"checkpoint": text, **options}
+    return {"model": f"depthforge:{text}", **options}  # a shared folder, or the Hub repo id of one

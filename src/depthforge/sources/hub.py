@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthforge import __version__
+from depthforge.version import __version__
 from depthforge.config import Config, load_config
 from depthforge.models import model_from_config
 

@@ -1,4 +1,5 @@
-"""A loaded model as a callable on images and files, tiled for large images; input expansion for ``predict``."""
+"""A loaded model as a batch runner on uint8 images: the training geometry, TTA, tiling and what a source returns
+beside depth (uncertainty, Depth Pro's focal length). :class:`~depthforge.predict.pipeline.Pipeline` is built on it."""
 
 from __future__ import annotations
 
@@ -10,24 +11,9 @@ from torch import nn
 
 from depthforge.config import DataConfig
 from depthforge.data.transforms import to_size
-from depthforge.inference.native import check_scales, predict_native, tta_spread
-from depthforge.inference.tiling import predict_tiled
-from depthforge.io import IMAGE_SUFFIXES, read_rgb
-
-
-def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted); a missing path is an error naming it."""
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or folder")
-    if not paths:
-        raise FileNotFoundError(f"no images found in {[str(i) for i in inputs]} (looked for {IMAGE_SUFFIXES})")
-    return paths
+from depthforge.predict.tta import check_scales, predict_native, tta_spread
+from depthforge.predict.tiling import predict_tiled
+from depthforge.io import read_rgb
 
 
 class Predictor:
@@ -88,7 +74,7 @@ class Predictor:
 
     def tiled(self, rgb: np.ndarray, window: tuple[int, int], overlap: float = 0.25, coarse_side: int = 512
               ) -> np.ndarray:
-        """Depth for a large image through :func:`depthforge.inference.tiling.predict_tiled`."""
+        """Depth for a large image through :func:`depthforge.predict.tiling.predict_tiled`."""
         image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div(255)
         depth = predict_tiled(self.model, image, self.data_cfg, window, overlap, coarse_side, flip=self.flip,
                               scales=self.scales)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthforge.config import DataConfig
-from depthforge.inference.native import predict_native
+from depthforge.predict.tta import predict_native
 from depthforge.metrics.alignment import align_scale_shift
 
 

@@ -20,8 +20,10 @@ def model_range(max_depth: float) -> tuple[float, float]:
     return MIN_DEPTH, float(max_depth)
 
 
-def clamp_depth(depth: np.ndarray, valid_range: tuple[float, float], name: str) -> tuple[np.ndarray, dict]:
-    """Depth clamped to ``valid_range`` and what was clamped (for the sidecar); warns with the share of pixels.
+def clamp_depth(depth: np.ndarray, valid_range: tuple[float, float], name: str, warn: bool = True
+                ) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Depth clamped to ``valid_range``, what was clamped (for the sidecar) and the mask of pixels left as they were;
+    warns with the share of pixels (``warn``).
 
     An unbounded head (the report's baseline) can output negative or huge values on images unlike its training
     data; written files must never hold impossible depth without saying so. Scoring does not use this: the course
@@ -32,21 +34,23 @@ def clamp_depth(depth: np.ndarray, valid_range: tuple[float, float], name: str) 
     below, above = float(((depth < lo) | ~finite).mean()), float((depth > hi).mean())
     info = {"range": [lo, hi], "below": below, "above": above,
             "raw_range": [float(np.nanmin(depth)), float(np.nanmax(depth))] if finite.any() else None}
-    if below or above:
+    if warn and (below or above):
         log.warning("%s: %.1f%% of pixels below %g m and %.1f%% above %g m (raw %s) clamped into the model's valid "
                     "range; the image may be unlike the model's training data", name, 100 * below, lo, 100 * above,
                     hi, "no finite value" if info["raw_range"] is None else
                     f"{info['raw_range'][0]:.2f}..{info['raw_range'][1]:.2f} m")
-    return np.clip(np.nan_to_num(depth, nan=lo, posinf=hi, neginf=lo), lo, hi).astype(np.float32), info
+    kept = finite & (depth >= lo) & (depth <= hi)
+    return np.clip(np.nan_to_num(depth, nan=lo, posinf=hi, neginf=lo), lo, hi).astype(np.float32), info, kept
 
 
 def write_prediction(depth: np.ndarray, out_dir: str | Path, stem: str, cmap: str = "magma",
-                     vmax: float | None = None, formats: tuple[str, ...] = ("npy",), meta: dict | None = None
-                     ) -> list[Path]:
-    """``out_dir/<stem>.<fmt>`` (+ ``.json`` sidecar) per format and ``out_dir/<stem>_color.png``."""
+                     vmax: float | None = None, formats: tuple[str, ...] = ("npy",), meta: dict | None = None,
+                     preview: bool = True) -> list[Path]:
+    """``out_dir/<stem>.<fmt>`` (+ ``.json`` sidecar) per format and (``preview``) ``out_dir/<stem>_color.png``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [write_depth(out_dir / stem, depth, fmt, meta=meta)[0] for fmt in formats]
-    preview = out_dir / f"{stem}_color.png"
-    Image.fromarray(colorize(depth, cmap=cmap, vmin=0.0 if vmax else None, vmax=vmax)).save(preview)
-    return [*written, preview]
+    if preview:
+        written.append(out_dir / f"{stem}_color.png")
+        Image.fromarray(colorize(depth, cmap=cmap, vmin=0.0 if vmax else None, vmax=vmax)).save(written[-1])
+    return written

@@ -1,0 +1,5 @@
+import sys
+
+from depthforge.cli import main
+
+sys.exit(main())

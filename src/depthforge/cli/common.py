@@ -1,0 +1,129 @@
+"""What every command shares: multi-value options, usage errors, the option groups several commands take."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+DEPTH_FORMATS = ["npy", "png16", "pfm", "exr"]  # depthforge.io.FORMATS, without importing the package at start-up
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+# Options taking several values, per command, and what a value of each looks like. The first token that does not
+# look like one ends the list, so "--split train val data.depth_scale=1000" keeps the override an override and
+# "--format npy png16 photo.jpg" keeps the photo an input.
+MULTI_VALUE = {
+    "data": {"--split": lambda v: not OVERRIDE.match(v)},
+    "predict": {"--format": lambda v: v in DEPTH_FORMATS},
+    "evaluate": {"--checkpoint": lambda v: not OVERRIDE.match(v), "--predictions": lambda v: not OVERRIDE.match(v)},
+}
+TTA_SCALES_HELP = ("multi-scale test-time augmentation: comma-separated input resize factors relative to the "
+                   "training geometry whose predictions are averaged, e.g. 0.83,1,1.17")
+MODEL_PREFIXES = ("hf:", "marigold:", "depthforge:")
+
+
+class UsageError(Exception):
+    """A command line that cannot work as given; exits 2 like argparse's own usage errors."""
+
+
+def separate_values(argv: list[str]) -> list[str]:
+    """``--opt a b rest`` -> ``--opt=a --opt=b rest`` for the options in :data:`MULTI_VALUE` (declared with
+    ``action="extend"``), ending each list at the first token that is not one of its values."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    options = MULTI_VALUE.get(command, {})
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token not in options:
+            out.append(token)
+            continue
+        values = []
+        while i < len(argv) and not argv[i].startswith("-") and options[token](argv[i]):
+            values.append(argv[i])
+            i += 1
+        out += [f"{token}={v}" for v in values] if values else [token]
+    return out
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number (e.g. 16)")
+    return value
+
+
+def scales(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """``--tta-scales`` parsed, or a usage error saying what to give."""
+    from depthforge.predict.tta import parse_scales
+
+    try:
+        return parse_scales(args.tta_scales)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def sampling(args: argparse.Namespace) -> dict:
+    """--samples / --steps / --seed for a diffusion checkpoint (the source spec, hence the eval card, records them)."""
+    return {k: v for k, v in (("samples", args.ensemble_size), ("steps", args.denoise_steps), ("seed", args.seed))
+            if v is not None}
+
+
+def model_specs(args: argparse.Namespace) -> list[dict]:
+    """``--model`` values as source specs; Marigold ones carry the ensemble options given."""
+    specs = []
+    for text in args.model or []:
+        if not text.startswith(MODEL_PREFIXES):
+            raise UsageError(f"--model {text}: give hf:<repo id or folder>, marigold:<repo id or folder> or "
+                             "depthforge:<shared folder or repo id>")
+        spec = {"model": text}
+        if text.startswith("marigold:"):
+            spec.update({k: v for k, v in (("ensemble_size", args.ensemble_size), ("steps", args.denoise_steps),
+                                           ("processing_resolution", args.processing_res), ("seed", args.seed))
+                         if v is not None})
+        specs.append(spec)
+    return specs
+
+
+def detected(root: str, overrides: list[str]) -> list[str]:
+    """``["data.name=<layout found in root>"]``, printed; nothing when the overrides already name the format."""
+    from depthforge.data.detect import detect_format
+
+    if any(o.startswith("data.name=") for o in overrides):
+        return []
+    name, description = detect_format(root)
+    print(f"{root}: detected {description} (data.name={name})")
+    return [f"data.name={name}"]
+
+
+def verbosity_options() -> argparse.ArgumentParser:
+    """-q / -v, taken by every command."""
+    common = argparse.ArgumentParser(add_help=False)
+    talk = common.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    talk.add_argument("-v", "--verbose", action="store_true", help="print debug messages too")
+    return common
+
+
+def model_options() -> argparse.ArgumentParser:
+    """--model and the sampling options of diffusion checkpoints and Marigold (evaluate and predict)."""
+    models = argparse.ArgumentParser(add_help=False)
+    group = models.add_argument_group("foundation models (extras hf / marigold)")
+    group.add_argument("--model", action="append", metavar="SPEC",
+                       help="hf:<repo id or folder> (transformers: Depth Anything, DPT, ZoeDepth, GLPN, Depth Pro), "
+                            "marigold:<repo id or folder> (diffusers) or depthforge:<shared folder or repo id>")
+    group.add_argument("--samples", "--ensemble-size", dest="ensemble_size", type=positive_int,
+                       help="diffusion checkpoints and Marigold: samples per image, ensembled (median; 2+ for a "
+                            "diffusion checkpoint, 3+ for Marigold: uncertainty map too; default 1)")
+    group.add_argument("--steps", "--denoise-steps", dest="denoise_steps", type=positive_int,
+                       help="diffusion checkpoints and Marigold: denoising steps (default: the model's)")
+    group.add_argument("--processing-res", type=int, help="Marigold: processing resolution, 0 = native (default: "
+                                                          "the pipeline's)")
+    group.add_argument("--seed", type=int, help="diffusion checkpoints and Marigold: noise seed (default 0; same "
+                                                "seed, same prediction)")
+    return models
+
+
+def subparser(sub, name: str, parents: list, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, parents=parents, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)

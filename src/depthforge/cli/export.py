@@ -1,0 +1,61 @@
+"""``depthforge export``: a checkpoint as ONNX (optionally INT8) or torch.export, with a parity check."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from depthforge.cli.common import UsageError, positive_int, subparser
+
+
+def add_parser(sub, parents: list) -> None:
+    p = subparser(sub, "export", parents, "export a checkpoint to ONNX or torch.export, with a parity check")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torch"], help="onnx (ONNX Runtime) or torch (.pt2)")
+    p.add_argument("--out", required=True, help="output path (suffix .onnx / .pt2 is set)")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |exported - eager|")
+    p.add_argument("--quantize", choices=["int8"], help="also write <out>.int8.onnx (ONNX Runtime quantisation), "
+                                                       "scored against the fp32 file on the model's val split")
+    p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
+                   help="static: weights and activations (QDQ, calibrated); dynamic: weights only")
+    p.add_argument("--calibration", help="folder of images to calibrate on (default: the model's training split)")
+    p.add_argument("--calibration-n", type=positive_int, default=200, help="calibration images")
+    p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="static: how activation ranges are set from the calibration images")
+    p.add_argument("--quant-exclude", choices=["none", "ends", "decoder"], default="none",  # quantize.EXCLUDES
+                   help="layers kept in fp32: ends = the first convolution and everything from the last one on (the "
+                        "depth head); decoder = everything but the encoder (only the encoder runs in INT8)")
+    p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
+    p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the fp32 vs int8 scoring")
+    p.set_defaults(fn=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthforge.export import export_checked
+    from depthforge.sources import load_checkpoint
+
+    if args.quantize and args.format != "onnx":
+        raise UsageError("--quantize int8 needs --format onnx")
+    model, cfg = load_checkpoint(args.checkpoint)
+    path, diff = export_checked(model, cfg, Path(args.out), args.format, args.tol)
+    print(f"{path}: max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
+    if args.quantize:
+        return _quantize(args, cfg, path)
+    return 0
+
+
+def _quantize(args: argparse.Namespace, cfg, fp32: Path) -> int:
+    from depthforge.evaluation.quantized import quantize_and_check
+    from depthforge.evaluation.report import comparison_table
+
+    q = quantize_and_check(fp32, cfg, None, args.quant_mode, args.calibration, args.calibration_n,
+                           args.calibration_method, args.quant_exclude, args.accuracy_protocol, args.accuracy_split,
+                           not args.no_accuracy, "depthforge " + " ".join(args.argv))
+    calibrated = f", calibrated on {q.calibration_images} images" if q.calibration_images else ""
+    print(f"{q.path}: INT8 ({args.quant_mode}{calibrated})")
+    if q.record is not None:
+        print(comparison_table(q.cards))
+        print("int8 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in q.record["delta"].items()
+                                          if k in ("rmse", "ssim", "abs_rel", "delta1")) + f" (stored in {q.path.name})")
+    return 0

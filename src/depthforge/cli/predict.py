@@ -1,0 +1,115 @@
+"""``depthforge predict``: depth files for images, folders, globs, videos and cameras, through
+:func:`depthforge.predict.save_predictions` (the Python API's pipeline; nothing is computed here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, model_specs, positive_int, sampling,
+                                   scales, subparser)
+
+
+def add_parser(sub, parents: list) -> None:
+    p = subparser(sub, "predict", parents, "depth maps (raw + sidecar, preview, optional PLY) for images or folders")
+    p.add_argument("--checkpoint", action="append",
+                   help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
+                        "(an ensemble)")
+    p.add_argument("--onnx", help="run an exported ONNX model (fp32 or INT8) instead of a checkpoint")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="--onnx: the runtime (default "
+                   "onnxruntime; openvino needs the openvino extra; benchmarks/latency.py says which is faster)")
+    p.add_argument("--threads", type=positive_int, help="--onnx: CPU threads (default: one per core)")
+    p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
+                   help="--onnx with onnxruntime: graph optimisation level (default all)")
+    p.add_argument("inputs", nargs="+", help="image files, folders, globs ('photos/*.jpg'), video files (.mp4 .avi "
+                                             ".mov .mkv .webm) or a camera (camera:0, OpenCV; streamed until "
+                                             "--max-frames or Ctrl-C)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", nargs="+", action="extend", choices=DEPTH_FORMATS,
+                   help="raw depth formats, each with a <file>.json sidecar (default: npy)")
+    p.add_argument("--cmap", default="magma", help="matplotlib colour map of the <stem>_color.png preview")
+    p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
+    p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
+    p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
+    p.add_argument("--tile", help="tiled inference for large images: window HxW in pixels, e.g. 720x1280")
+    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
+    p.add_argument("--fx", type=float, help="focal length in pixels (else EXIF, else the --hfov guess)")
+    p.add_argument("--fy", type=float, help="vertical focal length in pixels (default: --fx)")
+    p.add_argument("--cx", type=float, help="principal point x in pixels (default: the image centre)")
+    p.add_argument("--cy", type=float, help="principal point y in pixels (default: the image centre)")
+    p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view guess in degrees")
+    p.add_argument("--calibrate", help="CSV of x,y,metres known distances: fit scale (and --shift) per image")
+    p.add_argument("--point", action="append", help="a known distance x,y,metres (repeat); with or without --calibrate")
+    p.add_argument("--shift", action="store_true", help="calibration also fits a shift")
+    p.add_argument("--uncertainty", choices=["model", "tta"],
+                   help="also write <stem>_uncertainty.npy: the model's own (a Laplace head, a checkpoint ensemble, "
+                        "a diffusion model with --samples 2+ or Marigold with 3+ write theirs always) or the spread "
+                        "of the TTA passes (needs --flip-tta / --tta-scales)")
+    p.add_argument("--batch-size", type=int, default=8, help="images of one size predicted together")
+    p.add_argument("--sequence", action="store_true",
+                   help="treat each input folder as one video (its images in name order): per-frame depth, a "
+                        "side-by-side video, and --stabilize")
+    p.add_argument("--stabilize", choices=["none", "causal", "offline", "flow", "pose"], default="none",
+                   help="video: smooth each frame's global scale over time, online (causal: frames so far) or over "
+                        "the whole clip (offline: two passes); flow: causal, and local flicker filtered along the "
+                        "optical flow too; pose: flow, the previous depth moved by the camera motion estimated "
+                        "from the flow (static scenes; the camera from --fx or --hfov)")
+    p.add_argument("--flow", default="farneback", help="--stabilize flow/pose: farneback or dis (OpenCV), or raft "
+                   "(torchvision RAFT-small; raft:<weights.pth> for a local file)")
+    p.add_argument("--max-frames", type=positive_int, help="video / camera: stop after this many frames "
+                   "(a camera streams until stopped otherwise)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.set_defaults(fn=run)
+
+
+def source_spec(args: argparse.Namespace) -> dict:
+    """The one source ``--checkpoint`` / ``--onnx`` / ``--model`` names, as a spec for :func:`depthforge.load`."""
+    if [bool(args.checkpoint), bool(args.onnx), bool(args.model)].count(True) != 1 or len(args.model or []) > 1:
+        raise UsageError("give exactly one of --checkpoint CKPT (repeatable: an ensemble), --onnx MODEL.onnx or "
+                         "--model hf:|marigold:|depthforge:<repo id or folder>")
+    if args.onnx:
+        return {"onnx": str(args.onnx), **{k: v for k, v in (("backend", args.backend), ("threads", args.threads),
+                                                              ("opt_level", args.ort_opt_level)) if v}}
+    if args.checkpoint:
+        return {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint),
+                **sampling(args)}
+    return model_specs(args)[0]
+
+
+def options(args: argparse.Namespace) -> dict:
+    """The flags as :class:`depthforge.predict.Options` keywords."""
+    from depthforge.geometry.calibration import read_points
+
+    points = read_points(args.calibrate) if args.calibrate else []
+    for text in args.point or []:
+        try:
+            x, y, m = text.split(",")
+            points.append((int(x), int(y), float(m)))
+        except ValueError:
+            raise UsageError(f"--point {text}: give x,y,metres (pixel column, pixel row, distance), e.g. 120,80,3.5"
+                             ) from None
+    return {"flip_tta": args.flip_tta, "tta_scales": scales(args) or (1.0,), "tile": args.tile,
+            "overlap": args.overlap, "uncertainty": args.uncertainty, "batch_size": args.batch_size,
+            "points": points, "shift": True if args.shift else None, "fx": args.fx, "fy": args.fy, "cx": args.cx,
+            "cy": args.cy, "hfov": args.hfov, "sequence": args.sequence, "stabilize": args.stabilize,
+            "flow": args.flow, "max_frames": args.max_frames}
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthforge.predict import load, save_predictions
+
+    pipeline = load(source_spec(args), args.device)
+    saved = save_predictions(pipeline, args.inputs, args.out, tuple(args.format or DEPTH_FORMATS[:1]),
+                             ply=args.ply, cmap=args.cmap, vmax=args.vmax, **options(args))
+    for item in tqdm(saved, desc="predict", unit="image", disable=not sys.stderr.isatty()):
+        if item.frames is not None:
+            tqdm.write(f"{item.input} -> {item.frames} frames, {item.paths[0]}")
+            continue
+        r = item.result
+        unit = "m" if r.kind == "metric" else f"({r.kind})"
+        tqdm.write(f"{item.input} -> {', '.join(str(p) for p in item.paths)}  "
+                   f"(depth {r.depth.min():.3g}..{r.depth.max():.3g} {unit})")
+    return 0

@@ -1,0 +1,34 @@
+"""``depthforge push``: a checkpoint as a shareable model folder, optionally uploaded to the Hub."""
+
+from __future__ import annotations
+
+import argparse
+
+from depthforge.cli.common import subparser
+
+
+def add_parser(sub, parents: list) -> None:
+    p = subparser(sub, "push", parents, "save a checkpoint as a shareable model folder (safetensors, config.json, "
+                                        "model card); upload it with --repo")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
+    p.add_argument("--out", required=True, help="folder to write (load it back with depthforge.load or "
+                                                "--model depthforge:FOLDER)")
+    p.add_argument("--card", action="append", help="an eval card JSON whose metrics go into the model card (repeat)")
+    p.add_argument("--repo", help="also upload to this Hugging Face Hub repo id (network and a token needed)")
+    p.add_argument("--private", action="store_true", help="create the Hub repo private")
+    p.set_defaults(fn=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from depthforge.evaluation.card import read_card
+    from depthforge.sources import load_checkpoint
+    from depthforge.sources.hub import push, save_pretrained
+
+    model, cfg = load_checkpoint(args.checkpoint)
+    cards = [read_card(c) for c in args.card or []]
+    folder = save_pretrained(model, cfg, args.out, cards)
+    print(f"{args.checkpoint} -> {folder} (model.safetensors, config.json, README.md with {len(cards)} eval card(s))")
+    if args.repo:
+        push(folder, args.repo, private=args.private)
+        print(f"uploaded to https://huggingface.co/{args.repo}")
+    return 0

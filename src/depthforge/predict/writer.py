@@ -1,0 +1,68 @@
+"""Results to files, as ``depthforge predict`` writes them: per image its raw depth, sidecar and preview; per video
+also one side-by-side ``<stem>_depth.mp4``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depthforge.predict.pipeline import Pipeline
+from depthforge.predict.result import DepthResult
+from depthforge.video.frames import CAMERA_PREFIX, SideBySideWriter, video_stem
+
+
+@dataclass
+class Saved:
+    """What was written for one input: an image's files, or a whole video's (``frames`` counted)."""
+
+    input: str
+    paths: list[Path] = field(default_factory=list)
+    result: DepthResult | None = None  # the image's result; a video's last frame
+    frames: int | None = None
+
+
+def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: tuple[str, ...] = ("npy",),
+                     color: bool = True, ply: bool = False, cmap: str = "magma", vmax: float | None = None,
+                     progress: Callable[[int, int | None], object] | None = None, **options: Any
+                     ) -> Iterator[Saved]:
+    """Predict ``inputs`` with ``pipeline`` (``options``: :class:`~depthforge.predict.pipeline.Options`) and write
+    each result under ``out`` (:meth:`DepthResult.save`); yields one :class:`Saved` per image and per video.
+
+    A video's colour range is fixed over the clip (``vmax``, else its first frame's 98th percentile); ``progress(done,
+    total)`` is called after each frame. A camera stopped with Ctrl-C keeps the frames so far and finishes its video.
+    """
+    out = Path(out)
+    writer: SideBySideWriter | None = None
+    video, last = None, None
+
+    def finish() -> Saved:
+        nonlocal writer
+        done = Saved(video, paths=[writer.close()], result=last, frames=writer.frames)
+        writer = None
+        return done
+
+    try:
+        for result in pipeline.stream(inputs, **options):
+            source = result.info.get("video")
+            if writer is not None and source != video:
+                yield finish()
+            paths = result.save(out, formats, color=color, ply=ply, cmap=cmap, vmax=vmax)
+            if source is None:
+                yield Saved(str(result.path or result.name), paths, result)
+                continue
+            if writer is None:
+                video, writer = source, SideBySideWriter(out / f"{video_stem(source)}_depth.mp4", vmax, cmap)
+            writer.write(result.image, result.depth)
+            last = result
+            if progress is not None:
+                progress(writer.frames, options.get("max_frames"))
+    except BaseException as err:
+        # a live camera stopped with Ctrl-C: the frames so far are written; finish its video file below
+        if not (isinstance(err, KeyboardInterrupt) and writer is not None and str(video).startswith(CAMERA_PREFIX)):
+            if writer is not None:
+                writer.close()
+            raise
+    if writer is not None:
+        yield finish()
