@@ -29,6 +29,31 @@ def test_unknown_key_is_named(tmp_path):
         load_config("no-such-recipe")
 
 
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=abc", r"data.batch_size='abc' \(config\): expected a whole number, got str; e.g. data.batch_size=8"),
+    ("train.epochs=2.5", r"train.epochs=2.5 .*expected a whole number, got float"),
+    ("optim.lr=fast", r"optim.lr='fast' .*expected a number"),
+    ("train.max_minutes=soon", r"train.max_minutes='soon' .*expected a number or null"),
+    ("data.crop=7", r"data.crop=7 .*expected a list of a whole number or null"),
+    ("train.progress_bar=maybe", r"train.progress_bar='maybe' .*expected true or false"),
+])
+def test_a_wrongly_typed_value_names_key_value_and_type(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_a_wrongly_typed_recipe_value_names_the_file_and_the_cli_exits_2(tmp_path, capsys):
+    from depthforge.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {batch_size: [4]}\n")
+    with pytest.raises(ConfigError, match=r"data.batch_size=\[4\] \(.*bad.yaml\)"):
+        load_config(bad)
+    assert load_config(overrides=["train.epochs=3.0", "optim.lr=1"]).train.epochs == 3  # integral values fit
+    assert main(["train", "data.batch_size=abc"]) == 2
+    assert "data.batch_size='abc'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")))
 def test_bundled_recipes_build(recipe):
     from depthforge.models import list_models

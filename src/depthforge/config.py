@@ -7,6 +7,7 @@ silently train the wrong thing). The resolved config is written beside every run
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,7 +168,55 @@ class Config:
         return asdict(self)
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if args:
+        return f"a list of {_type_name(args[0])}" if typing.get_origin(hint) in (list, tuple) else "a mapping"
+    return {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}.get(
+        getattr(hint, "__name__", str(hint)), str(hint))
+
+
+def _typed(value: Any, hint: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the annotation ``hint``, and the value as the field holds it (1.0 -> 1 for an int)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for member in args:
+            ok, cast = _typed(value, member)
+            if ok:
+                return True, cast
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        items = [_typed(v, args[0] if args else Any) for v in value]
+        return all(ok for ok, _ in items), [cast for _, cast in items]
+    if origin is dict or hint is dict:
+        return isinstance(value, dict), value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if hint is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _build(cls: type, values: dict[str, Any], where: str, path: str = "", root: str | None = None) -> Any:
+    """``cls`` from ``values``, every key known and every value of its field's type (``where``: the recipe file and
+    section, for messages; ``path``: the dotted prefix of the keys, as an override would write them)."""
+    root = root or where
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -179,9 +228,24 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: '{key}' must be a mapping, got {value!r}")
-            value = _build(hint, value, f"{where}.{key}")
+            value = _build(hint, value, f"{where}.{key}", f"{path}{key}.", root)
+        else:
+            ok, value = _typed(value, hint)
+            if not ok:
+                raise ConfigError(f"{path}{key}={value!r} ({root}): expected {_type_name(hint)}, "
+                                  f"got {type(value).__name__}; e.g. {path}{key}={_example(hint)}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _example(hint: Any) -> str:
+    for member in typing.get_args(hint) or (hint,):
+        if member is not type(None):
+            origin = typing.get_origin(member)
+            if origin in (list, tuple):
+                return "[1, 2]"
+            return {int: "8", float: "0.5", bool: "true", str: "name"}.get(member, "{a: 1}")
+    return "null"
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
