@@ -104,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load(source_spec(args), args.device)
     saved = save_predictions(pipeline, args.inputs, args.out, tuple(args.format or DEPTH_FORMATS[:1]),
                              ply=args.ply, cmap=args.cmap, vmax=args.vmax, **options(args))
+    failed = []
     for item in tqdm(saved, desc="predict", unit="image", disable=not sys.stderr.isatty()):
+        if item.error is not None:
+            failed.append(f"{item.input} ({item.error})")
+            continue
         if item.frames is not None:
             tqdm.write(f"{item.input} -> {item.frames} frames, {item.paths[0]}")
             continue
@@ -112,4 +116,8 @@ def run(args: argparse.Namespace) -> int:
         unit = "m" if r.kind == "metric" else f"({r.kind})"
         tqdm.write(f"{item.input} -> {', '.join(str(p) for p in item.paths)}  "
                    f"(depth {r.depth.min():.3g}..{r.depth.max():.3g} {unit})")
+    if failed:
+        print(f"depthforge predict: error: {len(failed)} input(s) skipped, nothing written for them (the others "
+              f"were written): {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0

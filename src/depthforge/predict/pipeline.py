@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from depthforge.geometry.camera import DEFAULT_HFOV_DEG, pick_intrinsics
-from depthforge.io import IMAGE_SUFFIXES, read_rgb
+from depthforge.io import IMAGE_SUFFIXES, DataError, read_rgb
 from depthforge.predict.outputs import clamp_depth, model_range
 from depthforge.predict.predictor import Predictor
 from depthforge.predict.result import DepthResult
@@ -56,6 +56,7 @@ class Options:
     stabilize: str = "none"
     flow: str = "farneback"
     max_frames: int | None = None
+    errors: str = "raise"  # or "skip": an unreadable image is yielded as Unreadable and the rest go on
 
     def __post_init__(self):
         self.tta_scales = check_scales(self.tta_scales or (1.0,))
@@ -66,6 +67,25 @@ class Options:
                 raise ValueError(f"tile '{self.tile}': give the window as HxW pixels, e.g. 720x1280") from None
         if self.uncertainty not in (None, "model", "tta"):
             raise ValueError(f"uncertainty '{self.uncertainty}': use model or tta")
+        if self.errors not in ("raise", "skip"):
+            raise ValueError(f"errors '{self.errors}': use raise or skip")
+
+
+@dataclass
+class Unreadable:
+    """An input image that could not be read (``errors="skip"``): its path and why."""
+
+    path: Path
+    reason: str
+
+
+def _unreadable(path: Path, err: Exception, opts: Options) -> Unreadable:
+    """The skip record of an image Pillow cannot read, or (``errors="raise"``) a DataError naming it."""
+    empty = path.is_file() and path.stat().st_size == 0
+    reason = "the file is empty (0 bytes)" if empty else f"not an image Pillow can read ({err})"
+    if opts.errors == "raise":
+        raise DataError(f"{path}: {reason}; re-export it as JPEG or PNG, or leave it out")
+    return Unreadable(path, reason)
 
 
 def _single(x: Any) -> bool:
@@ -178,8 +198,9 @@ class Pipeline:
         return Predictor(self.model, self.config.data, self.device, flip=o.flip_tta, scales=o.tta_scales,
                          uncertainty=o.uncertainty if o.uncertainty == "tta" else None)
 
-    def stream(self, x: Any, **options: Any) -> Iterator[DepthResult]:
-        """Like :meth:`predict`, always an iterator (a single image gives one result)."""
+    def stream(self, x: Any, **options: Any) -> Iterator[DepthResult | Unreadable]:
+        """Like :meth:`predict`, always an iterator (a single image gives one result); with ``errors="skip"`` an
+        unreadable image is an :class:`Unreadable` in the stream instead of an error."""
         opts = Options(**options)
         self.check(opts)
         predictor = self.runner(opts)
@@ -187,7 +208,11 @@ class Pipeline:
         for what, item in expand(x, opts.sequence):
             if what == "image":
                 rgb = item[1] if isinstance(item[1], np.ndarray) else None
-                size = rgb.shape[:2] if rgb is not None else _image_size(item[1])
+                try:
+                    size = rgb.shape[:2] if rgb is not None else _image_size(item[1])
+                except (OSError, SyntaxError) as err:  # PIL.UnidentifiedImageError is an OSError
+                    yield _unreadable(item[1], err, opts)
+                    continue
                 if batch and (len(batch) >= opts.batch_size or batch[-1][2] != size):
                     yield from self._images(predictor, batch, opts)
                     batch = []
@@ -201,7 +226,16 @@ class Pipeline:
     def _images(self, predictor: Predictor, batch: list, opts: Options) -> Iterator[DepthResult]:
         if not batch:
             return
-        rgbs = [item if isinstance(item, np.ndarray) else read_rgb(item) for _, item, _ in batch]
+        rgbs, kept = [], []
+        for entry in batch:
+            try:
+                rgbs.append(entry[1] if isinstance(entry[1], np.ndarray) else read_rgb(entry[1]))
+                kept.append(entry)
+            except DataError as err:  # a header that opens but does not decode (a truncated file)
+                yield _unreadable(entry[1], err.__cause__ or err, opts)
+        batch = kept
+        if not batch:
+            return
         if opts.tile:
             depths = [predictor.tiled(rgb, opts.tile, opts.overlap) for rgb in rgbs]
             extras = [{} for _ in rgbs]

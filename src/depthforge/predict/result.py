@@ -20,6 +20,10 @@ from depthforge.predict.outputs import write_prediction
 from depthforge.viz import colorize
 
 
+class InputOverwriteError(ValueError):
+    """Saving would write over the input image; the message names it."""
+
+
 @dataclass
 class DepthResult:
     """A depth map and what it means.
@@ -135,8 +139,8 @@ class DepthResult:
         if self.path is not None:
             clash = [p for p in self.planned(folder, formats, color, ply, glb) if p.resolve() == self.path.resolve()]
             if clash:
-                raise ValueError(f"{clash[0]}: writing it would overwrite the input image; give another --out "
-                                 "folder (or another --format)")
+                raise InputOverwriteError(f"{clash[0]}: writing it would overwrite the input image; give another "
+                                          "--out folder (or another --format)")
         written = write_prediction(self.depth, folder, self.name, cmap, vmax, formats, self.meta, preview=color)
         if self.uncertainty is not None:  # a Laplace head, Marigold with 3+ members, or --uncertainty tta
             unc_meta = {**self.meta, "units": self.uncertainty_kind, "uncertainty_kind": self.uncertainty_kind}

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from depthforge.predict.pipeline import Pipeline
-from depthforge.predict.result import DepthResult
+from depthforge.predict.pipeline import Pipeline, Unreadable
+from depthforge.predict.result import DepthResult, InputOverwriteError
 from depthforge.video.frames import CAMERA_PREFIX, SideBySideWriter, video_stem
 
 
@@ -21,17 +21,19 @@ class Saved:
     paths: list[Path] = field(default_factory=list)
     result: DepthResult | None = None  # the image's result; a video's last frame
     frames: int | None = None
+    error: str | None = None  # why the input could not be read (nothing was written for it)
 
 
 def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: tuple[str, ...] = ("npy",),
                      color: bool = True, ply: bool = False, cmap: str = "magma", vmax: float | None = None,
-                     progress: Callable[[int, int | None], object] | None = None, **options: Any
-                     ) -> Iterator[Saved]:
+                     progress: Callable[[int, int | None], object] | None = None, errors: str = "skip",
+                     **options: Any) -> Iterator[Saved]:
     """Predict ``inputs`` with ``pipeline`` (``options``: :class:`~depthforge.predict.pipeline.Options`) and write
     each result under ``out`` (:meth:`DepthResult.save`); yields one :class:`Saved` per image and per video.
 
     A video's colour range is fixed over the clip (``vmax``, else its first frame's 98th percentile); ``progress(done,
     total)`` is called after each frame. A camera stopped with Ctrl-C keeps the frames so far and finishes its video.
+    An unreadable image does not stop the others (``errors="skip"``): it is yielded with its ``error``.
     """
     out = Path(out)
     writer: SideBySideWriter | None = None
@@ -44,11 +46,18 @@ def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: 
         return done
 
     try:
-        for result in pipeline.stream(inputs, **options):
+        for result in pipeline.stream(inputs, errors=errors, **options):
+            if isinstance(result, Unreadable):
+                yield Saved(str(result.path), error=result.reason)
+                continue
             source = result.info.get("video")
             if writer is not None and source != video:
                 yield finish()
-            paths = result.save(out, formats, color=color, ply=ply, cmap=cmap, vmax=vmax)
+            try:
+                paths = result.save(out, formats, color=color, ply=ply, cmap=cmap, vmax=vmax)
+            except InputOverwriteError as err:  # refused, nothing written for it; the others go on
+                yield Saved(str(result.path), result=result, error=str(err))
+                continue
             if source is None:
                 yield Saved(str(result.path or result.name), paths, result)
                 continue
