@@ -57,3 +57,35 @@ def test_an_input_image_is_never_written_over(checkpoint, tmp_path, capsys):
     assert np.asarray(Image.open(photos / "moon.png")).dtype == np.uint16
     assert main(["predict", "--checkpoint", str(checkpoint), str(astro), "--out", str(photos)]) == 0  # npy: no clash
     assert astro.read_bytes() == before and (photos / "astro.npy").is_file()
+
+
+def _option_helps():
+    """(command, option, the help text as --help prints it) for every option of every command."""
+    from depthforge.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict)).choices
+    for name, sub in commands.items():
+        formatter = sub._get_formatter()  # the one --help uses
+        for action in sub._actions:
+            if action.option_strings and action.help:
+                params = {**vars(action), "prog": name}
+                yield name, action.option_strings[-1], formatter._get_help_string(action) % params
+
+
+def test_help_gives_one_true_default_per_option():
+    from depthforge.config import load_config
+
+    helps = list(_option_helps())
+    assert len(helps) > 80
+    for command, option, text in helps:
+        assert text.lower().count("default") <= 1, (command, option, text)
+        assert "default: None" not in text and "default: False" not in text, (command, option, text)
+    by = {(c, o): t for c, o, t in helps}
+    assert "(default: magma)" in by[("predict", "--cmap")] and "(default: 0.25)" in by[("predict", "--overlap")]
+    assert "default: --fx" in by[("predict", "--fy")] and "default: npy" in by[("predict", "--format")]
+    defaults = load_config(None)  # what train without --config really trains
+    assert defaults.model.name == "baseline" and defaults.train.epochs == 3 and defaults.train.device == "auto"
+    assert "none, i.e. the baseline model for 3 epochs" in by[("train", "--config")] and "auto" in by[("train", "--device")]
+    assert "detected" in by[("data", "--format")]
+    assert "runs/quickstart/checkpoints/best.ckpt" in by[("demo", "--checkpoint")]

@@ -125,5 +125,17 @@ def model_options() -> argparse.ArgumentParser:
     return models
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """One true default per option: a real default is shown once, unless the help already says what the default is
+    (then it is not repeated); ``None`` and flag defaults are never shown as "(default: None)" or "False"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                or isinstance(action.default, list)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def subparser(sub, name: str, parents: list, help: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, parents=parents, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)
+    return sub.add_parser(name, parents=parents, formatter_class=HelpFormatter, help=help)

@@ -11,8 +11,9 @@ def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "data", parents, "check, convert, cache or preview a data set")
     p.add_argument("action", choices=["check", "convert", "cache", "preview"], help="what to do")
     p.add_argument("root", nargs="?", help="data root (manifest CSV, .mat file or folder)")
-    p.add_argument("--format", help="synthetic | challenge | folder | manifest | nyu | nyu-mat | kitti | cache")
-    p.add_argument("--config", help="recipe whose data section to use")
+    p.add_argument("--format", help="synthetic | challenge | folder | manifest | nyu | nyu-mat | kitti | cache "
+                                    "(default: detected from the root's layout)")
+    p.add_argument("--config", help="recipe whose data section to use (default: none, the built-in settings)")
     p.add_argument("--split", nargs="+", action="extend", help="splits (default: the config's train and val)")
     p.add_argument("--png", help="check: write sample pairs here")
     p.add_argument("--out", help="convert/cache: output folder; preview: PNG file")

@@ -10,7 +10,8 @@ from depthforge.cli.common import positive_int, subparser
 def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "demo", parents, "a local web app (Gradio) to try models on photos and videos and measure "
                                         "with them")
-    p.add_argument("--checkpoint", action="append", help="a checkpoint (repeat for several models to choose from)")
+    p.add_argument("--checkpoint", action="append", help="a checkpoint (repeat for several models to choose from; default, with no "
+                                               "--model / --onnx either: runs/quickstart/checkpoints/best.ckpt)")
     p.add_argument("--model", action="append", metavar="SPEC", help="hf:... / marigold:... / depthforge:... (repeat)")
     p.add_argument("--onnx", help="an exported ONNX model")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 shares it on the network)")

@@ -10,13 +10,16 @@ from depthforge.console import configure_console
 
 def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "train", parents, "train a model (default: the baseline on the embedded synthetic scenes)")
-    p.add_argument("--config", help="recipe YAML file or bundled recipe name (e.g. baseline)")
+    p.add_argument("--config", help="recipe YAML file or bundled recipe name (baseline, cpu, gpu, realtime, "
+                                    "small-real, diffusion); default: none, i.e. the baseline model for 3 epochs on "
+                                    "the embedded scenes")
     p.add_argument("--resume", help="continue this run folder from checkpoints/last.ckpt (overrides may follow)")
     p.add_argument("--data", help="data root; its layout is detected (or give data.name=...)")
     p.add_argument("--out", help="run folder (default runs/<time>-<model>)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (sets train.max_steps)")
     p.add_argument("--epochs", type=int, help="number of epochs (sets train.epochs)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (sets train.device)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where to train (sets train.device; default: the config's, auto: a GPU when there is one)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=1e-4 data.batch_size=8")
     p.set_defaults(fn=run)
 
