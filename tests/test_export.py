@@ -58,11 +58,12 @@ def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, t
     from depthforge.data import SyntheticScenes
     from depthforge.export.quantize import read_metadata
 
-    out = tmp_path / "model"
+    out = tmp_path / "model.int8.onnx"  # --out is the INT8 file; --keep-fp32 keeps the fp32 one beside it
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out), "--quantize", "int8",
-                 "--calibration-n", "16"]) == 0
+                 "--calibration-n", "16", "--keep-fp32"]) == 0
     printed = capsys.readouterr().out
-    meta = read_metadata(tmp_path / "model.int8.onnx")
+    assert f"{tmp_path / 'model.int8.fp32.onnx'}: fp32" in printed and f"{out}: INT8" in printed
+    meta = read_metadata(out)
     assert meta["depthforge_quantization"]["mode"] == "static"
     assert meta["depthforge_quantization"]["calibration_images"] == 16
     acc = meta["depthforge_accuracy"]
@@ -75,16 +76,31 @@ def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, t
     photos.mkdir()
     for i in range(3):
         Image.fromarray(SyntheticScenes(3, 48, 64, seed=9).get_color(i)).save(photos / f"{i}.png")
-    for name in ("model.onnx", "model.int8.onnx"):
+    for name in ("model.int8.fp32.onnx", "model.int8.onnx"):
         assert main(["predict", "--onnx", str(tmp_path / name), str(photos), "--out",
                      str(tmp_path / f"pred-{name}")]) == 0
     for i in range(3):
-        fp32 = np.load(tmp_path / "pred-model.onnx" / f"{i}.npy")
+        fp32 = np.load(tmp_path / "pred-model.int8.fp32.onnx" / f"{i}.npy")
         int8 = np.load(tmp_path / "pred-model.int8.onnx" / f"{i}.npy")
         assert np.abs(int8 - fp32).mean() <= 0.02 * np.abs(fp32).mean()
         assert not np.array_equal(int8, fp32)  # really quantised
     sidecar = json.loads((tmp_path / "pred-model.int8.onnx" / "0.npy.json").read_text())
     assert sidecar["onnx"].endswith("model.int8.onnx")
+
+
+def test_int8_export_writes_int8_where_out_says_and_no_fp32_unless_asked(tiny_run, tmp_path, capsys):
+    import onnx
+
+    from depthforge.cli import main
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out), "--quantize", "int8",
+                 "--calibration-n", "4", "--no-accuracy"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # the intermediate is gone
+    nodes = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert nodes.count("QuantizeLinear") > 3 and nodes.count("DequantizeLinear") > 3  # the file is INT8
+    printed = capsys.readouterr().out
+    assert f"{out}: INT8 (static, calibrated on 4 images)" in printed and "model.fp32.onnx: removed" in printed
 
 
 def test_int8_export_with_a_bad_calibration_folder_says_what_to_give(tiny_run, tmp_path, capsys):

@@ -14,8 +14,10 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--format", default="onnx", choices=["onnx", "torch"], help="onnx (ONNX Runtime) or torch (.pt2)")
     p.add_argument("--out", required=True, help="output path (suffix .onnx / .pt2 is set)")
     p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |exported - eager|")
-    p.add_argument("--quantize", choices=["int8"], help="also write <out>.int8.onnx (ONNX Runtime quantisation), "
-                                                       "scored against the fp32 file on the model's val split")
+    p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (ONNX Runtime quantisation), scored "
+                                                       "against the fp32 export on the model's val split")
+    p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
+                                                             "as <out stem>.fp32.onnx")
     p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
                    help="static: weights and activations (QDQ, calibrated); dynamic: weights only")
     p.add_argument("--calibration", help="folder of images to calibrate on (default: the model's training split)")
@@ -38,18 +40,27 @@ def run(args: argparse.Namespace) -> int:
     if args.quantize and args.format != "onnx":
         raise UsageError("--quantize int8 needs --format onnx")
     model, cfg = load_checkpoint(args.checkpoint)
-    path, diff = export_checked(model, cfg, Path(args.out), args.format, args.tol)
-    print(f"{path}: max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
+    out = Path(args.out)
+    if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
+        out = out.with_suffix(".onnx")
+        fp32 = out.with_name(out.stem + ".fp32.onnx")
+    path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
+    print(f"{path}: {'fp32, ' if args.quantize else ''}max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
     if args.quantize:
-        return _quantize(args, cfg, path)
+        try:
+            return _quantize(args, cfg, path, out)
+        finally:
+            if not args.keep_fp32:
+                path.unlink(missing_ok=True)
+                print(f"{path}: removed (the fp32 intermediate; --keep-fp32 keeps it)")
     return 0
 
 
-def _quantize(args: argparse.Namespace, cfg, fp32: Path) -> int:
+def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
     from depthforge.evaluation.quantized import quantize_and_check
     from depthforge.evaluation.report import comparison_table
 
-    q = quantize_and_check(fp32, cfg, None, args.quant_mode, args.calibration, args.calibration_n,
+    q = quantize_and_check(fp32, cfg, out, args.quant_mode, args.calibration, args.calibration_n,
                            args.calibration_method, args.quant_exclude, args.accuracy_protocol, args.accuracy_split,
                            not args.no_accuracy, "depthforge " + " ".join(args.argv))
     calibrated = f", calibrated on {q.calibration_images} images" if q.calibration_images else ""
