@@ -93,14 +93,14 @@ def write_pair(root: Path, split: str, stem: str, h: int = 32, w: int = 48, ext:
 
 
 def train_tiny(run: Path, steps: int = 2, n_train: int = 4, n_val: int = 2, size: tuple[int, int] = (48, 64),
-               batch: int = 2) -> Path:
+               batch: int = 2, extra: list[str] | tuple = ()) -> Path:
     """A ResNet-18 U-Net trained ``steps`` steps on the embedded scenes into ``run``; returns its last.ckpt."""
     from depthforge.cli import main
 
     assert main(["train", "--out", str(run), "--max-steps", str(steps), "model.name=unet_resnet18",
                  f"data.synthetic.num_train={n_train}", f"data.synthetic.num_val={n_val}",
                  f"data.synthetic.height={size[0]}", f"data.synthetic.width={size[1]}", f"data.batch_size={batch}",
-                 "train.num_previews=0", "train.progress_bar=false"]) == 0
+                 "train.num_previews=0", "train.progress_bar=false", *extra]) == 0
     return run / "checkpoints" / "last.ckpt"
 
 

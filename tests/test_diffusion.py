@@ -118,7 +118,7 @@ def test_diffusion_trains_evaluates_and_predicts_from_the_command_line(tmp_path)
                  "model.kwargs.denoiser_channels=[16, 32]", "model.kwargs.widths=[64, 32, 16]",
                  "loss.terms={l1: 1.0, diffusion: 1.0}", *common]) == 0
     logged = (run / "metrics.csv").read_text().splitlines()[0]
-    assert "train/diffusion" in logged and "val/rmse" in logged
+    assert "train/loss_diffusion" in logged and "val/rmse" in logged
     ckpt = str(run / "checkpoints" / "last.ckpt")
     card = tmp_path / "card.json"
     assert main(["evaluate", "--checkpoint", ckpt, "--samples", "3", "--steps", "2", "--seed", "5",

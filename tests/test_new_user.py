@@ -89,3 +89,76 @@ def test_help_gives_one_true_default_per_option():
     assert "none, i.e. the baseline model for 3 epochs" in by[("train", "--config")] and "auto" in by[("train", "--device")]
     assert "detected" in by[("data", "--format")]
     assert "runs/quickstart/checkpoints/best.ckpt" in by[("demo", "--checkpoint")]
+
+
+def test_training_console_and_files_say_each_thing_once_and_plainly(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "depthforge.cli", "train", "--out", str(run), "--max-steps", "2",
+                           "model.name=unet_resnet18", "data.synthetic.num_train=4", "data.synthetic.num_val=2",
+                           "data.synthetic.height=48", "data.synthetic.width=64", "data.batch_size=2",
+                           "train.num_previews=0", "train.progress_bar=false"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    console = proc.stdout + proc.stderr
+    assert "GPU available" not in console and "TPU available" not in console  # Lightning's inventory
+    assert "site-packages" not in console and "FLOPs" not in console  # a raw warning path; a FLOPs column of 0
+    assert "model: unet_resnet18, 14.33 M parameters" in console
+    # Lightning warns that 2 batches are fewer than its logging interval: one line, its kind, no file path.
+    assert "smaller than the logging interval" in console and "(PossibleUserWarning)" in console
+    run = train_tiny(tmp_path / "logged", steps=2, extra=["train.log_every=1"]).parents[1]
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/loss_ssim" in header and "val/ssim" in header and "train/ssim" not in header
+
+
+def test_an_eval_card_names_its_data_and_a_rerun_labels_its_rows(checkpoint, tmp_path, capsys):
+    card = tmp_path / "card.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--json", str(card)]) == 0
+    markdown = card.with_suffix(".md").read_text()
+    assert "`None`" not in markdown and "synthetic (rendered in memory, no files)" in markdown
+    capsys.readouterr()
+    assert main(["evaluate", "--card", str(card)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "challenge" in line]
+    assert len(rows) == 2 and "(recorded)" in rows[0] and "(now)" in rows[1]
+
+
+def test_a_video_that_clamps_warns_once_and_small_depths_print_as_numbers(tmp_path, caplog, capsys):
+    import logging
+
+    import torch
+
+    from depthforge.config import Config
+    from depthforge.predict import Pipeline, save_predictions
+    from depthforge.sources import LoadedSource
+
+    class Ramp(torch.nn.Module):  # -2..30 m across the frame: both ends outside a 20 m model's range
+        kind = "metric"
+
+        def forward(self, x):
+            return torch.linspace(-2.0, 30.0, x.shape[-1]).expand(x.shape[0], 1, *x.shape[-2:]) + 0 * x[:, :1]
+
+    cfg = Config()
+    frames = tmp_path / "walk"
+    frames.mkdir()
+    for i in range(5):
+        _photo(frames / f"{i:03d}.png", i, (24, 32))
+    pipeline = Pipeline(LoadedSource(Ramp(), cfg, "metric", {"checkpoint": "ramp"}))
+    with caplog.at_level(logging.WARNING):
+        saved = list(save_predictions(pipeline, [str(frames)], tmp_path / "out", sequence=True, formats=()))
+    assert saved[0].frames == 5
+    clamping = [r for r in caplog.records if "outside the model's range" in r.getMessage()
+                or "clamped into the model's valid range" in r.getMessage()]
+    assert len(clamping) == 1 and "5 frame(s)" in clamping[0].getMessage()
+
+    from tests.test_foundation import make_depth_anything
+
+    folder = make_depth_anything(tmp_path / "da")
+    photo = _photo(tmp_path / "p.png", 7)
+    assert main(["predict", "--model", f"hf:{folder}", str(photo), "--out", str(tmp_path / "hf")]) == 0
+    depth = np.load(tmp_path / "hf" / "p.npy")
+    import re
+
+    lo, hi = (float(v) for v in re.search(r"depth (\S+)\.\.(\S+) \(disparity\)", capsys.readouterr().out).groups())
+    assert lo == pytest.approx(depth.min(), rel=5e-3, abs=1e-12) and hi == pytest.approx(depth.max(), rel=5e-3)

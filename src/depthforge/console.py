@@ -6,6 +6,22 @@ import logging
 import warnings
 
 
+# Lightning's start-up inventory of accelerators: said at --verbose only (train prints where it trains).
+HARDWARE_LINES = ("GPU available", "TPU available", "HPU available", "IPU available")
+
+
+def _keep(record: logging.LogRecord, verbosity: int) -> bool:
+    message = record.getMessage()
+    if "litlogger" in message:
+        return False
+    return verbosity > 0 or not (record.levelno == logging.INFO and message.startswith(HARDWARE_LINES))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning as one console line naming its kind, not a site-packages path and line."""
+    logging.getLogger("depthforge.warnings").warning("%s (%s)", message, category.__name__)
+
+
 class _ConsoleFormat(logging.Formatter):
     """INFO as the bare message; warnings and errors with their level and source."""
 
@@ -26,9 +42,12 @@ def configure_console(verbosity: int = 0) -> None:
         handler = logging.StreamHandler()
         handler.depthforge = True
         handler.setFormatter(_ConsoleFormat())
-        handler.addFilter(lambda record: "litlogger" not in record.getMessage())
+        handler.addFilter(lambda record: _keep(record, handler.verbosity))
         # Plain console handlers (basicConfig's) would print each line again; capturing ones (pytest's) stay.
         root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
+    for h in root.handlers:
+        if getattr(h, "depthforge", False):
+            h.verbosity = verbosity
     root.setLevel(logging.WARNING)
     for name in ("depthforge", "lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
@@ -36,3 +55,4 @@ def configure_console(verbosity: int = 0) -> None:
         logger.propagate = True
         logger.setLevel(level)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+    warnings.showwarning = _show_warning

@@ -100,7 +100,7 @@ def _rerun_card(args: argparse.Namespace) -> int:
     source["data_config"] = card["data"].get("config")
     new = evaluate_sources([source], Protocol.from_dict(card["protocol"]), None, card["data"]["split"],
                            args.device, command=_command(args), uncertainty=card.get("uncertainty"))[0]
-    print(comparison_table([card, new]))
+    print(comparison_table([card, new], labels=["recorded", "now"]))
     diff = max(abs(card["metrics"][k] - new["metrics"][k]) for k in card["metrics"]
                if card["metrics"][k] == card["metrics"][k])  # NaN != NaN: undefined metrics are skipped
     print(f"max |recorded - now| = {diff:.3g}")

@@ -73,7 +73,8 @@ class DepthModule(L.LightningModule):
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for name, value in parts.items():
-            self.log(f"train/{name}", value, batch_size=bs)
+            # loss_<term>: the term as trained (ssim here is 1 - SSIM), apart from the val/<metric> of that name
+            self.log(f"train/loss_{name}", value, batch_size=bs)
         return loss
 
     def on_validation_epoch_start(self) -> None:

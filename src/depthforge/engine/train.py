@@ -128,6 +128,7 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
                 TensorBoardLogger(save_dir=out, name="tb", version="")],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress_bar,
+        enable_model_summary=False,  # its FLOPs column reads 0 without an example input; one line below instead
         num_sanity_val_steps=0,
         # Training data is sharded below; validation runs whole on every rank so metrics equal a 1-process run.
         use_distributed_sampler=False,
@@ -150,6 +151,10 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     module = DepthModule(cfg.to_dict(), total_steps=total_steps)
     length["schedule"] = module.schedule_length
+    params = [p for p in module.model.parameters()]
+    log.info("model: %s, %.2f M parameters (%.2f M trainable); training on %s", cfg.model.name,
+             sum(p.numel() for p in params) / 1e6, sum(p.numel() for p in params if p.requires_grad) / 1e6,
+             "the GPU" if trainer.accelerator.__class__.__name__.startswith("CUDA") else "the CPU")
     log.info("schedule: %d steps planned%s; warm-up %d steps; EMA decay %s", total_steps,
              f" (re-fitted to the {t.max_minutes:g}-minute budget as the run goes)" if t.max_minutes else "",
              warmup_steps(cfg.optim, total_steps), _decay_text(ema_decay(t.ema_decay, t.ema_fraction, total_steps)))

@@ -36,6 +36,11 @@ def make_card(result: dict, source: dict, data: dict, command: str) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{platform.machine()} {platform.node()}"}
 
 
+def _root(root: str | None) -> str:
+    """`` `root` `` for a data set on disk; the embedded scenes have none (rendered in memory)."""
+    return f" `{root}`" if root else " (rendered in memory, no files)"
+
+
 def card_markdown(card: dict) -> str:
     """A human-readable card: metrics table, then the protocol field by field."""
     m, p = card["metrics"], card["protocol"]
@@ -46,7 +51,7 @@ def card_markdown(card: dict) -> str:
     title = Path(str(members[0])).name + (f" (ensemble of {len(members)})" if len(members) > 1 else "")
     lines = [f"# Eval card: {title}", "",
              *(f"- source: `{m}`" + (f" (sha256 `{h[:16]}…`)" if h else "") for m, h in zip_longest(members, shas)),
-             f"- data: {card['data'].get('name')} `{card['data'].get('root')}` split `{card['data'].get('split')}`, "
+             f"- data: {card['data'].get('name')}{_root(card['data'].get('root'))} split `{card['data'].get('split')}`, "
              f"n = {card['n']}",
              f"- command: `{card['command']}`", f"- depthforge {card['depthforge']}, {card['created']}", "",
              "| metric | value |", "|---|---|"]

@@ -174,9 +174,11 @@ UNDEFINED_WHY = {
 
 
 def comparison_table(cards: list[dict], columns: tuple[str, ...] = ("rmse", "rmse_pooled", "ssim", "abs_rel",
-                                                                     "delta1", "silog", "edge_f1")) -> str:
+                                                                     "delta1", "silog", "edge_f1"),
+                     labels: list[str] | None = None) -> str:
     """A Markdown table: one row per source; a per-batch protocol shows its batch size (``challenge/b16``).
-    Uncertainty scores get their columns when a card has them."""
+    Uncertainty scores get their columns when a card has them. ``labels`` name the rows where the sources alone
+    would not tell them apart (a card re-run: recorded / now)."""
     extra = ("ause_rmse", "coverage_1sigma", "coverage_2sigma", "uncertainty_error_corr")
     columns = tuple(columns) + tuple(k for k in extra if any(k in c["metrics"] for c in cards) and k not in columns)
     head = "| source | protocol | n | " + " | ".join(columns) + " |"
@@ -192,7 +194,8 @@ def comparison_table(cards: list[dict], columns: tuple[str, ...] = ("rmse", "rms
             return "-"  # a card from before the metric existed
         return "n/a" if key in undefined and metrics[key] != metrics[key] else f"{metrics[key]:.4f}"
 
-    rows = [f"| {source_name(c['source'])} | {protocol(c['protocol'])} | {c['n']} | "
-            + " | ".join(value(c["metrics"], k) for k in columns) + " |" for c in cards]
+    names = [source_name(c["source"]) + (f" ({labels[i]})" if labels else "") for i, c in enumerate(cards)]
+    rows = [f"| {name} | {protocol(c['protocol'])} | {c['n']} | "
+            + " | ".join(value(c["metrics"], k) for k in columns) + " |" for name, c in zip(names, cards)]
     notes = [f"n/a: {k} {UNDEFINED_WHY.get(k, 'is undefined for every image')}" for k in undefined]
     return "\n".join([head, sep, *rows, *([""] + notes if notes else [])])
