@@ -162,3 +162,57 @@ def test_a_video_that_clamps_warns_once_and_small_depths_print_as_numbers(tmp_pa
 
     lo, hi = (float(v) for v in re.search(r"depth (\S+)\.\.(\S+) \(disparity\)", capsys.readouterr().out).groups())
     assert lo == pytest.approx(depth.min(), rel=5e-3, abs=1e-12) and hi == pytest.approx(depth.max(), rel=5e-3)
+
+
+def test_pose_without_fx_says_its_camera_is_a_guess(tmp_path, caplog):
+    import logging
+
+    import torch
+
+    from depthforge.config import Config
+    from depthforge.predict import Pipeline
+
+    from depthforge.sources import LoadedSource
+
+    class Wall(torch.nn.Module):  # a metric source: 5 m everywhere
+        kind = "metric"
+
+        def forward(self, x):
+            return torch.full_like(x[:, :1], 5.0)
+
+    frames = tmp_path / "walk"
+    frames.mkdir()
+    for i in range(3):
+        _photo(frames / f"{i:03d}.png", i, (24, 32))
+    pipeline = Pipeline(LoadedSource(Wall(), Config(), "metric", {"checkpoint": "wall"}))
+    with caplog.at_level(logging.WARNING):
+        results = list(pipeline.predict(str(frames), sequence=True, stabilize="pose", flow="dis"))
+    said = [r.getMessage() for r in caplog.records if "without --fx" in r.getMessage()]
+    assert len(results) == 3 and len(said) == 1 and "--hfov 60 deg (fx = 27.7 px for 32x24 frames)" in said[0]
+    assert results[0].meta["intrinsics"]["source"].startswith("guess")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        list(pipeline.predict(str(frames), sequence=True, stabilize="pose", flow="dis", fx=40.0))
+    assert not [r for r in caplog.records if "without --fx" in r.getMessage()]
+
+
+def test_an_ensemble_of_one_models_copies_and_a_missing_uncertainty_say_so(checkpoint, tmp_path, caplog, capsys):
+    import logging
+    import shutil
+
+    copy = tmp_path / "copy.ckpt"
+    shutil.copy(checkpoint, copy)
+    with caplog.at_level(logging.WARNING):
+        depthforge.load([checkpoint, copy])
+    assert any("has the same weights as" in r.getMessage() and "spread" in r.getMessage() for r in caplog.records)
+    other = train_tiny(tmp_path / "seed1", extra=["train.seed=1"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        depthforge.load([checkpoint, other])
+    assert not [r for r in caplog.records if "same weights" in r.getMessage()]
+    photo = _photo(tmp_path / "p.png")
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photo), "--out", str(tmp_path / "o"),
+                 "--uncertainty", "model"]) == 2
+    err = capsys.readouterr().err
+    for option in ("model.kwargs.head=laplace", "a checkpoint ensemble", "samples 2+", "Marigold", "'tta'"):
+        assert option in err, option

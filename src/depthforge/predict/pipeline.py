@@ -248,7 +248,12 @@ class Pipeline:
 
     def _video(self, predictor: Predictor, video: str, opts: Options) -> Iterator[DepthResult]:
         def camera(w: int, h: int) -> np.ndarray:
-            return pick_intrinsics(w, h, opts.fx, opts.fy, opts.cx, opts.cy, opts.hfov).matrix()
+            k = pick_intrinsics(w, h, opts.fx, opts.fy, opts.cx, opts.cy, opts.hfov)
+            if not opts.fx:  # the pose filter's motion is only as right as this camera
+                log.warning("%s: --stabilize pose without --fx: the camera is a guess from --hfov %g deg (fx = %.1f "
+                            "px for %dx%d frames); give --fx (pixels) for the real motion", video, opts.hfov, k.fx,
+                            w, h)
+            return k.matrix()
 
         stem = video_stem(video)
         clamped = 0

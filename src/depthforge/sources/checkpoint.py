@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -9,6 +10,8 @@ from torch import nn
 
 from depthforge.config import Config, load_config
 from depthforge.models import model_from_config
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -97,6 +100,12 @@ def load_ensemble(paths: list[str | Path], device: str | torch.device = "cpu") -
                 f"{path}: trained with data.resize_short={cfg.data.resize_short}, max_depth={cfg.data.max_depth}, "
                 f"but {paths[0]} with {first.resize_short}, {first.max_depth}; ensemble only checkpoints that "
                 "share the input geometry and depth cap")
+    states = [model.state_dict() for model, _ in loaded]
+    for path, state in zip(paths[1:], states[1:]):
+        if state.keys() == states[0].keys() and all(torch.equal(state[k], states[0][k]) for k in state):
+            log.warning("%s has the same weights as %s: the ensemble's mean is one model's and its spread "
+                        "(--uncertainty model) is zero; ensemble runs trained with different seeds or data",
+                        path, paths[0])
     return Ensemble([model for model, _ in loaded]).to(device).eval(), loaded[0][1]
 
 
