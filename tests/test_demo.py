@@ -168,3 +168,17 @@ def test_the_page_in_a_real_browser(server, checkpoint, photo, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         browser.close()
+
+
+def test_a_stopped_demo_removes_its_files_and_gives_no_share_hint(checkpoint, tmp_path):
+    import signal
+
+    log = tmp_path / "demo.log"
+    proc, url = start_demo(["--checkpoint", str(checkpoint)], log)
+    workdir = Path(re.search(r"files under (\S+),", log.read_text()).group(1))
+    assert workdir.is_dir() and (workdir / "examples").is_dir()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    text = log.read_text()
+    assert not workdir.exists(), text
+    assert "share=True" not in text and "--host 0.0.0.0 shares it" in text

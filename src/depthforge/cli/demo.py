@@ -24,8 +24,22 @@ def add_parser(sub, parents: list) -> None:
 def run(args: argparse.Namespace) -> int:
     from depthforge.demo import DemoApp, default_sources, launch
 
+    import signal
+
     app = DemoApp(default_sources(args.checkpoint, args.model, args.onnx), max_side=args.max_side,
                   max_frames=args.max_frames)
-    print(f"depthforge demo: {', '.join(app.sources)} on http://{args.host}:{args.port} (files under {app.workdir})")
-    launch(app, args.host, args.port)
+    shared = "" if args.host != "127.0.0.1" else "; --host 0.0.0.0 shares it on your network"
+    print(f"depthforge demo: {', '.join(app.sources)} on http://{args.host}:{args.port} (files under {app.workdir}, "
+          f"removed when it stops{shared})", flush=True)
+
+    def stop(signum, frame):  # SIGTERM (kill, systemd, a container stop) ends it like Ctrl-C: the files go too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        launch(app, args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()
     return 0

@@ -105,8 +105,16 @@ class DemoApp:
         if not sources:
             raise ValueError("the demo needs at least one model")
         self.sources = sources
+        self.owns_workdir = workdir is None  # a temporary folder of its own: removed by close()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="depthforge-demo-"))
         self.max_side, self.max_frames = max_side, max_frames
+
+    def close(self) -> None:
+        """Remove the temporary folder the app made (uploads, downloads, videos); a given workdir is kept."""
+        if self.owns_workdir:
+            import shutil
+
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _folder(self) -> Path:
         folder = self.workdir / uuid.uuid4().hex[:12]

@@ -105,5 +105,6 @@ def launch(app: DemoApp, host: str = "127.0.0.1", port: int = 7860, block: bool 
     os.environ["GRADIO_TEMP_DIR"] = str(app.workdir / "gradio")  # uploads and served copies stay under it too
     page = build_ui(app, example_images(app.workdir / "examples"))
     page.queue(default_concurrency_limit=1, max_size=16)
+    # quiet: Gradio's banner suggests share=True, which a command-line user cannot act on (the CLI prints the URL)
     return page.launch(server_name=host, server_port=port, max_file_size=f"{MAX_UPLOAD_MB}mb",
-                       allowed_paths=[str(app.workdir)], prevent_thread_lock=not block, show_error=True)
+                       allowed_paths=[str(app.workdir)], prevent_thread_lock=not block, show_error=True, quiet=True)
