@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import numpy as np
 import torch
 
 from depthforge.config import load_config
@@ -167,6 +168,47 @@ def test_budget_schedule_fits_the_decay_to_the_time_left():
     now[0] = 10_000.0
     cb.on_train_batch_end(trainer, module, None, None, 99)
     assert module.schedule_length.steps == 301
+
+
+def test_a_budget_of_about_100_steps_warms_up_to_the_peak_and_decays_by_its_end(caplog):
+    """The measured case (#38): a budget that affords ~100 of 4160 nominal steps. The warm-up and the decay are
+    shares of what the budget affords, planned from the pace after a short timed start (a fake clock here)."""
+    import logging
+    from types import SimpleNamespace
+
+    from depthforge.config import load_config
+    from depthforge.engine.callbacks import BudgetSchedule
+    from depthforge.engine.optim import ScheduleLength, build_scheduler
+
+    cfg = load_config("small-real")  # cosine, warm-up 6 % capped at 300 steps, EMA horizon 10 %
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=cfg.optim.lr)
+    length = ScheduleLength(4160)
+    scheduler = build_scheduler(cfg.optim, optimizer, length)
+    now = [0.0]
+    cb = BudgetSchedule(max_minutes=100 / 60, clock=lambda: now[0])
+    module = SimpleNamespace(schedule_length=length, cfg=cfg)
+    trainer = SimpleNamespace(global_step=0, sanity_checking=False, num_training_batches=520,
+                              accumulate_grad_batches=1, check_val_every_n_epoch=1)
+    lrs = []
+    with caplog.at_level(logging.INFO):
+        cb.on_train_start(trainer, module)
+        cb.on_train_epoch_start(trainer, module)
+        while now[0] < 100.0:
+            lrs.append(optimizer.param_groups[0]["lr"] / cfg.optim.lr)
+            now[0] += 10.0 if trainer.global_step == 0 else 1.0  # a slow first step, then 1 s/step
+            optimizer.step()
+            scheduler.step()
+            trainer.global_step += 1
+            cb.on_train_batch_end(trainer, module, None, None, trainer.global_step - 1)
+        cb.on_train_end(trainer, module)
+    assert len(lrs) == 91 and length.steps == 91
+    peak = int(np.argmax(lrs))
+    assert lrs[peak] > 0.99 and peak <= 10  # the full learning rate, reached early
+    assert lrs[-1] < 0.01  # decayed by the end of the budget, not by the nominal epochs
+    said = caplog.text
+    assert "affords about 91 steps (4160 planned for the nominal epochs); schedule 91 steps, warm-up 5" in said
+    assert "less than one epoch (520 steps)" in said and "91 steps done" in said
 
 
 def test_ema_with_warmup_follows_the_model_early_then_decays_slowly():

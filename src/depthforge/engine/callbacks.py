@@ -212,25 +212,49 @@ def ema_with_warmup(decay: float | Callable[[], float]):
 class BudgetSchedule(L.Callback):
     """Under ``train.max_minutes``, end the decaying schedule when the time runs out, not after the nominal epochs.
 
-    The schedule length is re-estimated every ``every`` training steps from the current epoch's pace (plus the last
-    validation's duration spread over an epoch's steps) and after every validation from the whole epoch's pace,
-    validation included. It may grow again (the first epoch is slow while the RAM cache fills) but
-    never beyond the nominal epochs. Budgets shorter than an epoch therefore still decay to the end.
+    The schedule length (and with it the warm-up and the EMA horizon, which are shares of it) is planned from the
+    measured pace after a short timed start: the first step of an epoch (loader start, kernel selection, cache
+    filling) is left out, and the length is re-fitted at steps 2, 3, 5, 10 and 20 of each epoch, then every
+    ``every`` steps (adding the last validation's duration spread over an epoch's steps), and after every validation
+    from the whole epoch's pace, validation included. It may grow again as the pace changes but never beyond the
+    nominal epochs. What the budget affords is logged once, with a warning when it is less than one epoch.
     Time-budgeted runs are not bit-reproducible.
     """
+
+    EARLY = (2, 3, 5, 10, 20)
 
     def __init__(self, max_minutes: float, every: int = 50, clock=time.monotonic):
         self.budget_s = max_minutes * 60.0
         self.every, self.clock = every, clock
-        self.start = self.epoch_start = self.val_start = self.val_s = 0.0
-        self.epoch_start_step = 0
+        self.start = self.epoch_start = self.val_start = self.val_s = self.paced_since = 0.0
+        self.epoch_start_step = self.paced_since_step = 0
         self.nominal = 0
+        self.told = False
 
     def _fit(self, trainer: L.Trainer, pl_module: L.LightningModule, per_step: float) -> None:
         length = pl_module.schedule_length
         left = max(self.budget_s - (self.clock() - self.start), 0.0)
-        affordable = trainer.global_step + int(left / per_step)
+        affordable = trainer.global_step + int(left / max(per_step, 1e-9))
         length.steps = max(trainer.global_step + 1, min(self.nominal, affordable))
+        if not self.told:
+            self.told = True
+            self._tell(trainer, pl_module, per_step, affordable)
+
+    def _tell(self, trainer: L.Trainer, pl_module: L.LightningModule, per_step: float, affordable: int) -> None:
+        cfg, steps = getattr(pl_module, "cfg", None), pl_module.schedule_length.steps
+        if cfg is None:  # a bare module (tests): the length alone
+            log.info("time budget %g min: %.2f s/step affords about %d steps", self.budget_s / 60, per_step, affordable)
+            return
+        decay = ema_decay(cfg.train.ema_decay, cfg.train.ema_fraction, steps)
+        log.info("time budget %g min: %.2f s/step affords about %d steps (%d planned for the nominal epochs); "
+                 "schedule %d steps, warm-up %d, EMA %s", self.budget_s / 60, per_step, affordable, self.nominal,
+                 steps, warmup_steps(cfg.optim, steps),
+                 "off" if not decay else f"horizon {1 / (1 - decay):.0f} steps")
+        per_epoch = max(trainer.num_training_batches // trainer.accumulate_grad_batches, 1)
+        if affordable < per_epoch:
+            log.warning("the %g-minute budget affords about %d steps, less than one epoch (%d steps): the model sees "
+                        "part of the data once and is validated only at the end; give more minutes, or fewer or "
+                        "smaller images", self.budget_s / 60, affordable, per_epoch)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = self.clock()
@@ -238,14 +262,18 @@ class BudgetSchedule(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_start, self.epoch_start_step = self.clock(), trainer.global_step
+        self.paced_since, self.paced_since_step = self.epoch_start, self.epoch_start_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         steps = trainer.global_step - self.epoch_start_step
-        if steps > 0 and steps % self.every == 0:
+        if steps == 1:  # the pace is timed from here: the epoch's first step is not typical
+            self.paced_since, self.paced_since_step = self.clock(), trainer.global_step
+        if steps > 1 and (steps in self.EARLY or steps % self.every == 0):
             steps_per_epoch = max(trainer.num_training_batches // trainer.accumulate_grad_batches, 1)
             val_per_step = self.val_s / (steps_per_epoch * (trainer.check_val_every_n_epoch or 1))
-            self._fit(trainer, pl_module, (self.clock() - self.epoch_start) / steps + val_per_step)
+            pace = (self.clock() - self.paced_since) / (trainer.global_step - self.paced_since_step)
+            self._fit(trainer, pl_module, pace + val_per_step)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.val_start = self.clock()
@@ -256,6 +284,10 @@ class BudgetSchedule(L.Callback):
             return
         self.val_s = self.clock() - self.val_start
         self._fit(trainer, pl_module, (self.clock() - self.epoch_start) / steps)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log.info("time budget %g min: %d steps done in %.1f min (%d planned for the nominal epochs)",
+                 self.budget_s / 60, trainer.global_step, (self.clock() - self.start) / 60, self.nominal)
 
 
 class PreviewCallback(L.Callback):
