@@ -86,6 +86,62 @@ def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, t
         assert not np.array_equal(int8, fp32)  # really quantised
     sidecar = json.loads((tmp_path / "pred-model.int8.onnx" / "0.npy.json").read_text())
     assert sidecar["onnx"].endswith("model.int8.onnx")
+    # The depth comparison beyond the val split: recomputed here from the two files on the same held-out images.
+    import depthforge
+    from depthforge.evaluation.quantized import rendered_held_out
+
+    drift = meta["depthforge_int8_drift"]
+    fp32_m, int8_m = depthforge.load(tmp_path / "model.int8.fp32.onnx"), depthforge.load(out)
+    diffs = [np.abs(int8_m.predict(im).depth.astype(np.float64) - fp32_m.predict(im).depth) for im in
+             rendered_held_out()]
+    assert drift["held_out"]["n"] == 4 and drift["calibration"]["n"] == 16
+    assert drift["held_out"]["mean_abs_m"] == pytest.approx(np.mean([d.mean() for d in diffs]), rel=1e-9)
+    assert drift["held_out"]["max_abs_m"] == pytest.approx(max(d.max() for d in diffs), rel=1e-9)
+    assert drift["held_out"]["mean_abs_m"] > 0 and drift["disagree"] is False
+    assert f"on 4 held-out images: mean |difference| {drift['held_out']['mean_abs_m']:.3g} m" in printed
+
+
+@pytest.mark.parametrize("calibration, held_out, disagree", [
+    (0.001, 0.05, True),    # 5 % off on images unlike the training data, 0.1 % on its own: say so
+    (0.001, 0.019, False),  # below the 2 % floor
+    (0.02, 0.03, False),    # within twice the calibration images' difference
+    (0.03, 0.07, True),
+])
+def test_int8_drift_disagreement_rule(calibration, held_out, disagree):
+    from depthforge.evaluation.quantized import drift_disagrees
+
+    assert drift_disagrees({"mean_rel": calibration}, {"mean_rel": held_out}) is disagree
+
+
+def test_int8_export_warns_when_held_out_images_disagree(tiny_run, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    import depthforge.evaluation.quantized as quantized
+    from depthforge.export.quantize import read_metadata
+    from depthforge.sources import load_checkpoint
+
+    photos = tmp_path / "mine"
+    photos.mkdir()
+    Image.fromarray(np.full((30, 40, 3), 200, np.uint8)).save(photos / "white.png")
+    seen = []
+
+    def fake(fp32, int8, images):  # the held-out set is the user's folder; pretend it is 6 % off there
+        seen.append(len(images))
+        return {"n": len(images), "mean_abs_m": 0.6, "max_abs_m": 5.6, "mean_rel": 0.06 if len(seen) == 2 else 0.001}
+
+    monkeypatch.setattr(quantized, "depth_drift", fake)
+    model, cfg = load_checkpoint(tiny_run)
+    from depthforge.export import export_onnx
+
+    fp32 = export_onnx(model, tmp_path / "m.onnx", cfg)
+    with caplog.at_level(logging.WARNING):
+        q = quantized.quantize_and_check(fp32, cfg, tmp_path / "m.int8.onnx", n=4, check_images=photos)
+    assert seen == [4, 1] and q.drift["disagree"] and q.drift["held_out"]["images"] == str(photos)
+    assert "6.0 % (max 5.60 m) on held-out images" in caplog.text
+    assert read_metadata(q.path)["depthforge_int8_drift"]["disagree"] is True
 
 
 def test_int8_export_writes_int8_where_out_says_and_no_fp32_unless_asked(tiny_run, tmp_path, capsys):

@@ -29,7 +29,10 @@ def add_parser(sub, parents: list) -> None:
                         "depth head); decoder = everything but the encoder (only the encoder runs in INT8)")
     p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
     p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
-    p.add_argument("--no-accuracy", action="store_true", help="skip the fp32 vs int8 scoring")
+    p.add_argument("--check-images", metavar="DIR", help="a few images unlike the training data (your own photos) on "
+                   "which the INT8 depth is compared with fp32 beside the calibration images (default: rendered "
+                   "rooms and streets); a warning when the two disagree")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the fp32 vs int8 scoring and comparison")
     p.set_defaults(fn=run)
 
 
@@ -62,11 +65,15 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
 
     q = quantize_and_check(fp32, cfg, out, args.quant_mode, args.calibration, args.calibration_n,
                            args.calibration_method, args.quant_exclude, args.accuracy_protocol, args.accuracy_split,
-                           not args.no_accuracy, "depthforge " + " ".join(args.argv))
+                           not args.no_accuracy, "depthforge " + " ".join(args.argv), args.check_images)
     calibrated = f", calibrated on {q.calibration_images} images" if q.calibration_images else ""
     print(f"{q.path}: INT8 ({args.quant_mode}{calibrated})")
     if q.record is not None:
         print(comparison_table(q.cards))
         print("int8 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in q.record["delta"].items()
                                           if k in ("rmse", "ssim", "abs_rel", "delta1")) + f" (stored in {q.path.name})")
+    if q.drift is not None:
+        for name, d in (("calibration images", q.drift["calibration"]), ("held-out images", q.drift["held_out"])):
+            print(f"int8 vs fp32 depth on {d['n']} {name}: mean |difference| {d['mean_abs_m']:.3g} m "
+                  f"({100 * d['mean_rel']:.2f} %), largest {d['max_abs_m']:.3g} m")
     return 0

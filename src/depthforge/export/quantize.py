@@ -55,7 +55,7 @@ class _Reader:
         self._it = iter(self._batches)
 
 
-def _set_metadata(path: Path, entries: dict[str, str]) -> None:
+def set_metadata(path: Path, entries: dict[str, str]) -> None:
     """Add or replace metadata entries (JSON strings) of an ONNX file."""
     import onnx
 
@@ -134,7 +134,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
     import onnx
 
     inherited = {e.key: e.value for e in onnx.load(str(fp32)).metadata_props}  # the depthforge config
-    _set_metadata(out, {**inherited, "depthforge_quantization": json.dumps({
+    set_metadata(out, {**inherited, "depthforge_quantization": json.dumps({
         "mode": mode, "format": "QDQ" if mode == "static" else "dynamic (QOperator)", "weights": "int8 per channel",
         "activations": f"uint8, {calibration_method}-calibrated" if mode == "static" else "computed at run time",
         "calibration_images": len(images or []) if mode == "static" else 0,
@@ -147,7 +147,7 @@ def record_accuracy(path: str | Path, fp32: dict, int8: dict, protocol: str, spl
     """Store the scored metrics of both models and their difference in the INT8 file; return that record."""
     delta = {k: int8[k] - fp32[k] for k in fp32 if k in int8 and fp32[k] == fp32[k] and int8[k] == int8[k]}
     record = {"protocol": protocol, "split": split, "n": n, "fp32": fp32, "int8": int8, "delta": delta}
-    _set_metadata(Path(path), {"depthforge_accuracy": json.dumps(record)})
+    set_metadata(Path(path), {"depthforge_accuracy": json.dumps(record)})
     return record
 
 
