@@ -75,6 +75,24 @@ def make_data(root: Path, n_train: int, n_test: int, height: int, width: int, se
     return manifest
 
 
+def schedule_facts(run: Path, state: dict) -> dict:
+    """What the run planned and did: the nominal steps, the schedule's final length, and the learning rate's peak
+    (largest logged rate of any parameter group over optim.lr, from metrics.csv)."""
+    import csv
+
+    from depthforge.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    per_epoch = len(list((run.parent / "data" / "rgb" / cfg.data.train_split).glob("*.jpg"))) // cfg.data.batch_size
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    lrs = [(float(r[k]), int(r["step"])) for r in rows for k in r if k.startswith("lr-") and r[k]]
+    peak, step = max(lrs) if lrs else (float("nan"), -1)
+    return {"planned_steps": cfg.train.epochs * max(per_epoch // cfg.train.accumulate_grad_batches, 1),
+            "schedule_steps": state["depthforge"].get("schedule_steps"), "peak_lr_share": peak / cfg.optim.lr,
+            "peak_lr_step": step}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     budget = parser.add_mutually_exclusive_group(required=True)
@@ -102,7 +120,9 @@ def main() -> None:
     rows = []
     for arm in arms:
         out = work / arm
-        budget = [f"train.max_minutes={args.minutes}"] if args.minutes else ["--max-steps", str(args.steps)]
+        # A budgeted run logs every step, so the learning rate's peak is seen, not sampled every 10 steps.
+        budget = ([f"train.max_minutes={args.minutes}", "train.log_every=1"] if args.minutes
+                  else ["--max-steps", str(args.steps)])
         train_cmd = ["train", *ARMS[arm], "--data", str(manifest), "--out", str(out), "data.val_split=test",
                      *budget, "train.progress_bar=false", "train.num_previews=0"]
         if arm.endswith("+init"):
@@ -115,7 +135,10 @@ def main() -> None:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         row = {"arm": arm, "train_command": "depthforge " + " ".join(train_cmd), "train_minutes": minutes,
                "epochs": state["epoch"], "steps": state["global_step"],
-               "minutes_per_epoch": minutes / max(state["epoch"], 1), "scores": {}}
+               "minutes_per_epoch": minutes / max(state["epoch"], 1), "scores": {}, **schedule_facts(out, state)}
+        print(f"{arm}: {row['steps']} steps done of {row['planned_steps']} planned for the nominal epochs; "
+              f"schedule {row['schedule_steps']} steps; peak learning rate {100 * row['peak_lr_share']:.1f} % of "
+              f"optim.lr, at step {row['peak_lr_step']}", flush=True)
         for target, data in (("sensor", manifest), ("exact", work / "data" / "exact.csv")):
             card = out / f"test-{target}.json"
             cmd = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "test",
@@ -127,10 +150,12 @@ def main() -> None:
 
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                f"torch {torch.__version__}")
-    head = ("| arm | epochs | min/epoch | RMSE (sensor) | AbsRel (sensor) | delta1 (sensor) | RMSE (exact) | "
-            "AbsRel (exact) | delta1 (exact) |\n|---|---|---|---|---|---|---|---|---|")
+    head = ("| arm | steps done / planned | peak lr (% of optim.lr) | epochs | min/epoch | RMSE (sensor) | "
+            "AbsRel (sensor) | delta1 (sensor) | RMSE (exact) | AbsRel (exact) | delta1 (exact) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head] + [
-        f"| {r['arm']} | {r['epochs']} | {r['minutes_per_epoch']:.2f} | {r['scores']['sensor']['rmse']:.3f} | "
+        f"| {r['arm']} | {r['steps']} / {r['planned_steps']} | {100 * r['peak_lr_share']:.1f} | {r['epochs']} | "
+        f"{r['minutes_per_epoch']:.2f} | {r['scores']['sensor']['rmse']:.3f} | "
         f"{r['scores']['sensor']['abs_rel']:.3f} | {r['scores']['sensor']['delta1']:.3f} | "
         f"{r['scores']['exact']['rmse']:.3f} | {r['scores']['exact']['abs_rel']:.3f} | "
         f"{r['scores']['exact']['delta1']:.3f} |" for r in rows]
