@@ -24,7 +24,9 @@ def _folder(root, splits, n=3, h=32, w=48, seed=0):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("own")
-    data = _folder(base / "mine", ("train", "test"))
+    # Splits of different content and size: scoring the wrong one cannot give the right count or numbers.
+    data = _folder(base / "mine", ("train",), n=3)
+    _folder(data, ("test",), n=5, seed=1)
     out = base / "run"
     assert main(["train", "--data", str(data), "--out", str(out), "--max-steps", "2", "model.name=unet_resnet18",
                  "data.batch_size=2", "data.val_split=test", "data.max_depth=10", "train.num_previews=0",
@@ -41,11 +43,16 @@ def test_run_length_rules_are_resolved_and_stored(run):
 
 
 def test_evaluate_defaults_to_the_runs_own_val_split(run, tmp_path):
-    card = tmp_path / "c.json"
-    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--protocol", "standard",
-                 "--max-depth", "10", "--json", str(card)]) == 0
-    saved = json.loads(card.read_text())
-    assert saved["data"]["split"] == "test" and saved["n"] == 3
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    cards = {}
+    for name, extra in (("default", []), ("test", ["--split", "test"]), ("train", ["--split", "train"])):
+        cards[name] = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--max-depth", "10", "--json",
+                     str(cards[name]), *extra]) == 0
+    default, test, train = (json.loads(cards[k].read_text()) for k in ("default", "test", "train"))
+    assert default["data"]["split"] == "test" and default["n"] == 5 and train["n"] == 3
+    assert default["metrics"] == test["metrics"]  # the run's data.val_split, exactly as if named
+    assert abs(default["metrics"]["rmse"] - train["metrics"]["rmse"]) > 1e-3  # and not the training images
 
 
 def test_a_checkpoint_scores_on_another_folder_in_another_format(run, tmp_path, capsys):
