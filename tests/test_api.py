@@ -128,6 +128,14 @@ def test_load_an_hf_folder_and_calibrate_its_disparity_to_metres(tmp_path, photo
     assert metric.meta["calibration"]["scale"] == pytest.approx(0.5, rel=1e-3)
     via_option = m.predict(str(photo), points=points)
     np.testing.assert_allclose(via_option.depth, metric.depth, rtol=1e-6)
+    # The command line: the written file reads the given metres at the known pixels; the sidecar keeps the fit.
+    flags = [a for x, y, metres in points for a in ("--point", f"{x},{y},{metres}")]
+    assert main(["predict", "--model", f"hf:{folder}", str(photo), "--out", str(tmp_path / "cal"), *flags]) == 0
+    written, sidecar = read_depth(tmp_path / "cal" / "street.npy")
+    for x, y, metres in points:
+        assert written[y, x] == pytest.approx(metres, rel=1e-3)
+    assert sidecar["units"] == "metres" and sidecar["calibration"]["space"] == "disparity"
+    assert sidecar["calibration"]["inliers"] == [True] * 4 and sidecar["calibration"]["rms_inverse_m"] < 1e-4
 
 
 def test_every_input_kind_gives_results_named_after_it(checkpoint, photo, tmp_path):
