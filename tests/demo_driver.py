@@ -19,6 +19,18 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def require_chromium(found: str | None = CHROMIUM) -> str:
+    """The chromium to drive. Missing: a failure in CI (``CI`` set, as .ci/run sets it: the page must be tested
+    there), a skip that says how to install it elsewhere."""
+    import pytest
+
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("no chromium: CI must test the demo page in a real browser (.ci/run installs Debian's chromium)")
+    pytest.skip("no chromium installed (Debian: apt install chromium; .ci/run does)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

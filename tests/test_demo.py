@@ -18,12 +18,14 @@ from PIL import Image
 
 from depthforge.cli import main
 from tests.conftest import train_tiny
-from tests.demo_driver import CHROMIUM, clear_upload, click_depth, start_demo, upload_and_predict
+from tests.demo_driver import (CHROMIUM, clear_upload, click_depth, require_chromium, start_demo,
+                               upload_and_predict)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return train_tiny(tmp_path_factory.mktemp("demo") / "run")
+    # Trained long enough that its depth spans metres across the photo: the PNG and distance checks can fail.
+    return train_tiny(tmp_path_factory.mktemp("demo") / "run", steps=40, n_train=8, batch=4)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,7 @@ def test_app_actions_measure_calibrate_and_refuse_bad_files(checkpoint, photo, t
     name = next(iter(app.sources))
     result, out = app.predict(str(photo), name)
     assert result.depth.shape == (72, 120) and "downscaled from 160x96 to 120x72" in out["info"]
+    assert result.depth.max() - result.depth.min() > 0.1  # 100x the PNG step and 20x the distance tolerance
     assert {Path(f).name for f in out["files"]} == {"depth.png", "depth.npy", "depth.png.json", "depth.ply"}
     assert all(Path(f).resolve().is_relative_to((tmp_path / "work").resolve()) for f in out["files"] + [out["glb"]])
     app.click(result, 10, 20)
@@ -116,17 +119,30 @@ def _png_metres(path: Path, sidecar: dict) -> np.ndarray:
     return np.asarray(Image.open(path), dtype=np.float64) / sidecar["scale"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (Debian: apt install chromium; .ci/run does)")
+def test_the_browser_test_cannot_be_skipped_in_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must test the demo page"):
+        require_chromium(None)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt install chromium"):
+        require_chromium(None)
+    assert require_chromium("/usr/bin/chromium") == "/usr/bin/chromium"
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert 'export CI="${CI:-true}"' in ci  # CI runs with CI set, whatever its runner sets
+
+
 def test_the_page_in_a_real_browser(server, checkpoint, photo, tmp_path):
     from playwright.sync_api import sync_playwright
 
+    chromium = require_chromium(CHROMIUM)
     expected = _predict_cli(checkpoint, photo, tmp_path / "cli")
+    assert expected.max() - expected.min() > 0.1  # 100x the PNG step: a wrong scale or pixel shows
     junk = tmp_path / "notes.jpg"
     junk.write_text("not an image")
     big = tmp_path / "wide.png"
     Image.fromarray(np.full((100, 700, 3), 128, np.uint8)).save(big)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
         page = browser.new_page(accept_downloads=True, viewport={"width": 1400, "height": 1600})
         page.goto(server)
         # Bad input: a message in the page, and the app keeps serving.
