@@ -259,3 +259,35 @@ def test_several_protocols_from_one_prediction_pass_equal_separate_passes():
     with pytest.raises(ValueError, match="different test-time augmentation"):
         evaluate_sources([{"predictions": "unused"}], [get_protocol("standard"),
                                                        get_protocol("standard", flip_tta=True)])
+
+
+def test_a_relative_source_is_scored_after_a_per_image_fit_and_the_card_says_so(tmp_path):
+    """A source whose output is ``a_i * gt + b_i`` (a different scale and shift per image) is perfect up to the
+    affine ambiguity a relative model has: aligned per image it scores ~0; scored as metres it does not."""
+    from depthforge.evaluation.report import evaluate_sources
+    from tests.conftest import write_pair
+
+    root, preds = tmp_path / "data", tmp_path / "preds"
+    preds.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        gt = (2 + 13 * rng.random((32, 48))).astype(np.float32)  # 2..15 m, every pixel different
+        write_pair(root, "val", str(i), depth=gt, seed=i)
+        np.save(preds / f"{i}.npy", ((0.3 + 0.1 * i) * gt + (1.0 + i)).astype(np.float32))
+    protocol = get_protocol("standard")
+    relative, = evaluate_sources([{"predictions": str(preds), "kind": "relative"}], protocol, str(root), "val")
+    metres, = evaluate_sources([{"predictions": str(preds)}], protocol, str(root), "val")
+    assert relative["metrics"]["rmse"] < 1e-4 and relative["metrics"]["abs_rel"] < 1e-5
+    assert metres["metrics"]["rmse"] > 1.0  # the same numbers taken as metres are far off
+    assert relative["source_kind"] == "relative" and "scale_shift" in relative["alignment_note"]
+    assert relative["protocol"]["alignment"] == "scale_shift" and metres["protocol"]["alignment"] == "none"
+    # One scale and shift for the whole split cannot undo per-image ones: the fit really is per image.
+    from depthforge.metrics.alignment import align
+
+    pred = torch.from_numpy(np.stack([np.load(preds / f"{i}.npy") for i in range(4)]))[:, None]
+    gt = pred.clone()
+    for i in range(4):
+        gt[i] = (pred[i] - (1.0 + i)) / (0.3 + 0.1 * i)
+    pooled = align(pred.reshape(1, 1, -1), gt.reshape(1, 1, -1), torch.ones(1, 1, pred.numel(), dtype=torch.bool),
+                   "scale_shift")
+    assert float((pooled - gt.reshape(1, 1, -1)).pow(2).mean().sqrt()) > 0.1
