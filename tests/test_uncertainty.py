@@ -157,3 +157,54 @@ def test_the_worst_grid_shows_the_uncertainty_beside_the_error():
     titles = [ax.get_title() for ax in with_unc.axes[:5]]
     assert len(plain.axes) == 4 + 2 and len(with_unc.axes) == 5 + 2  # panels + two colour bars
     assert titles[3:5] == ["|error| (m)", "uncertainty (m)"]
+
+
+class _Oracle(torch.nn.Module):
+    """A source that reads the truth from its image (red channel = depth / 20 m) and adds known noise: its own
+    uncertainty is the given per-pixel map, so how it must score is known in closed form."""
+
+    uncertainty_kind = "test oracle"
+
+    def __init__(self, mode: str, b: float = 0.5):
+        super().__init__()
+        self.mode, self.b = mode, b
+        self.last_uncertainty = None
+
+    def forward(self, x):
+        gt = x[:, :1] * 20.0
+        g = torch.Generator().manual_seed(int(gt.sum().item() * 1000) % 2**31)
+        u = torch.rand(gt.shape, generator=g, dtype=torch.float64).clamp(1e-9, 1 - 1e-9) - 0.5
+        noise = (-self.b * torch.sign(u) * torch.log1p(-2 * u.abs())).to(gt.dtype)  # Laplace(0, b)
+        pred = gt + noise
+        # |error| itself (a perfect ranking) or the Laplace's standard deviation sqrt(2) b (calibrated)
+        self.last_uncertainty = noise.abs() if self.mode == "oracle" else torch.full_like(gt, 2 ** 0.5 * self.b)
+        return pred
+
+
+def test_evaluate_scores_the_sources_own_uncertainty_pixel_for_pixel(tmp_path):
+    from depthforge.config import DataConfig
+    from depthforge.data import build_dataset
+    from depthforge.evaluation import get_protocol
+    from depthforge.evaluation.runner import model_predictor, run_evaluation
+    from PIL import Image
+
+    root = tmp_path / "DepthEstimationUnreal"
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        (root / "rgb" / "val").mkdir(parents=True, exist_ok=True)
+        (root / "depth" / "val").mkdir(parents=True, exist_ok=True)
+        red = rng.integers(30, 240, (40, 60), dtype=np.uint8)  # 2.4..18.8 m
+        rgb = np.stack([red, np.zeros_like(red), np.zeros_like(red)], -1)
+        Image.fromarray(rgb).save(root / "rgb" / "val" / f"{i}.png")
+        np.save(root / "depth" / "val" / f"{i}.npy", (red.astype(np.float32) / 255 * 20.0))
+    cfg = DataConfig(name="challenge", root=str(root), max_depth=float("inf"))
+    dataset = build_dataset(cfg, "val", train=False)
+    protocol = get_protocol("standard")
+    scores = {}
+    for mode in ("oracle", "laplace"):
+        predict = model_predictor(_Oracle(mode), DataConfig(), protocol, uncertainty="model")
+        scores[mode] = run_evaluation(dataset, predict, protocol).compute()
+    assert scores["oracle"]["ause_rmse"] < 1e-3  # ranking pixels by their own error removes them in error order
+    assert scores["laplace"]["ause_rmse"] > 0.05  # a constant sigma ranks nothing
+    assert scores["laplace"]["coverage_1sigma"] == pytest.approx(1 - np.exp(-np.sqrt(2)), abs=0.02)  # 75.7 %
+    assert scores["laplace"]["coverage_2sigma"] == pytest.approx(1 - np.exp(-2 * np.sqrt(2)), abs=0.015)  # 94.1 %
