@@ -48,6 +48,20 @@ def test_sampler_is_deterministic_for_a_seed_and_the_median_is_numpys():
         model.set_sampling(samples=0)
 
 
+def test_the_denoiser_is_conditioned_on_the_image_and_the_seed_selects_the_noise():
+    model = small_model(samples=1, steps=2)
+    torch.manual_seed(1)
+    x1, x2 = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        c1, c2 = model.features(x1), model.features(x2)
+        s1, s1_again, s2 = model.sample(c1), model.sample(c1), model.sample(c2)  # the sampler alone: before upsampling
+        model.set_sampling(seed=6)
+        s1_seed6 = model.sample(c1)
+    assert torch.equal(s1, s1_again)
+    assert (s1 - s2).abs().mean() > 1e-3 * s1.abs().mean()  # same noise, other image: another sample
+    assert (s1 - s1_seed6).abs().mean() > 1e-3 * s1.abs().mean()  # same image, other seed: another sample
+
+
 def test_ensemble_median_odd_and_even():
     s = torch.tensor([[3.0], [1.0], [2.0], [10.0]])
     assert ensemble_median(s).item() == 2.5 == np.median(s.numpy())
@@ -133,6 +147,20 @@ def test_diffusion_trains_evaluates_and_predicts_from_the_command_line(tmp_path)
     assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(out), "--samples", "3",
                  "--uncertainty", "model"]) == 0
     assert np.load(out / "p_uncertainty.npy").shape == (64, 96)
+    # --seed picks the noise: seed 5 from the command line is set_sampling(seed=5) on the loaded model.
+    from depthforge.predict import Predictor
+    from depthforge.sources import load_checkpoint
+
+    by_seed = {}
+    for seed in (5, 6):
+        assert main(["predict", "--checkpoint", ckpt, str(photo), "--out", str(tmp_path / f"s{seed}"), "--seed",
+                     str(seed), "--steps", "2"]) == 0
+        by_seed[seed] = np.load(tmp_path / f"s{seed}" / "p.npy")
+    model, cfg = load_checkpoint(ckpt)
+    model.set_sampling(seed=5, steps=2)
+    own = np.clip(Predictor(model, cfg.data)(np.asarray(Image.open(photo).convert("RGB"))), 1e-3, cfg.data.max_depth)
+    np.testing.assert_allclose(by_seed[5], own, rtol=0, atol=1e-6)
+    assert np.abs(by_seed[5] - by_seed[6]).max() > 1e-4
     assert "3 diffusion samples" in json.loads((out / "p_uncertainty.npy.json").read_text())["uncertainty_kind"]
     # A regression checkpoint has no sampling: the option is an error that says so, not silently ignored.
     plain = train_tiny(tmp_path / "plain")
