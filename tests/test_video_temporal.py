@@ -174,8 +174,9 @@ def test_flow_filter_cuts_local_flicker_keeps_accuracy_and_never_looks_ahead():
 def test_pose_from_exact_matches_and_depth_moved_by_it_by_hand():
     from depthforge.video.stabilize import move_depth, pixel_rays, relative_pose
 
-    seq = render_sequence(4, 2, 48, 64)
+    seq = render_sequence(4, 2, 48, 64, turn=0.08)  # a visible turn: 4.6 degrees between the frames
     k, rel = seq["K"], np.linalg.inv(seq["poses"][1]) @ seq["poses"][0]  # camera 0 -> camera 1
+    assert np.degrees(np.arccos((np.trace(rel[:3, :3]) - 1) / 2)) > 4
     z0 = seq["depth"][0].astype(np.float64)
     v, u = np.mgrid[0:48, 0:64].astype(np.float64)
     pts = np.einsum("ij,jhw->hwi", np.linalg.inv(k), np.stack([u * z0, v * z0, z0]))  # (H, W, 3) camera 0
@@ -348,3 +349,47 @@ def test_a_sequence_folder_round_trips_and_is_scored_with_tae(tmp_path, capsys):
     with pytest.raises(DataError, match="pose 5: expected 'timestamp tx ty tz qx qy qz qw'"):
         load_sequence(folder)
     assert main(["evaluate", "--checkpoint", str(ckpt), "--sequence", str(folder), "--stabilize", "smooth"]) == 2
+
+
+def test_evaluate_sequence_scores_each_modes_own_output():
+    """Each row of evaluate --sequence is the metrics of that mode's stabilised output (not the raw one's), and
+    stabilising a flickering source lowers its TAE."""
+    import torch
+
+    from depthforge.config import Config
+    from depthforge.evaluation import Evaluator, get_protocol
+    from depthforge.evaluation.sequence import evaluate_sequence
+    from depthforge.sources import LoadedSource
+
+    seq = render_sequence(5, 8, 48, 64)
+    gt = np.where(seq["depth"] < SKY_DEPTH, seq["depth"], 15.0).astype(np.float32)
+    seq = {**seq, "depth": gt}
+    gains = np.array([1.0, 1.25, 0.8, 1.2, 0.85, 1.3, 0.75, 1.2], np.float32)  # frame-to-frame scale flicker
+    frames = torch.from_numpy(seq["rgb"]).permute(0, 3, 1, 2).float() / 255
+
+    class Flicker(torch.nn.Module):  # finds its frame and returns the truth times that frame's gain
+        kind = "metric"
+
+        def forward(self, x):
+            i = int(((frames - x[:1]).abs().flatten(1).mean(1)).argmin())
+            return torch.from_numpy(gt[i] * gains[i])[None, None].expand(x.shape[0], 1, -1, -1)
+
+    cfg = Config()
+    modes = ("none", "causal", "offline")
+    rows = evaluate_sequence(LoadedSource(Flicker(), cfg, "metric", {"checkpoint": "flicker"}), seq, modes,
+                             max_depth=20.0)
+    raw = gt * gains[:, None, None]
+    protocol = get_protocol("standard", 20.0)
+    for mode in modes:
+        out = stabilize(raw, mode)
+        evaluator = Evaluator(protocol)
+        for pred, depth in zip(out, gt):
+            evaluator.process(torch.from_numpy(pred)[None, None], torch.from_numpy(depth)[None, None])
+        expected = evaluator.compute()
+        assert rows[mode]["rmse"] == pytest.approx(expected["rmse"], rel=1e-9)
+        assert rows[mode]["abs_rel"] == pytest.approx(expected["abs_rel"], rel=1e-9)
+        valid = (gt > 0) & (gt <= 20.0)
+        assert rows[mode]["tae"] == pytest.approx(tae(np.clip(out, 1e-3, 20.0), gt, seq["K"], seq["poses"], valid),
+                                                  rel=1e-9)
+    assert rows["causal"]["tae"] < 0.8 * rows["none"]["tae"] and rows["offline"]["tae"] < 0.8 * rows["none"]["tae"]
+    assert rows["none"]["rmse"] != pytest.approx(rows["offline"]["rmse"], rel=1e-3)
