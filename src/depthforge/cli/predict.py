@@ -61,7 +61,10 @@ def add_parser(sub, parents: list) -> None:
                    "(torchvision RAFT-small; raft:<weights.pth> for a local file)")
     p.add_argument("--max-frames", type=positive_int, help="video / camera: stop after this many frames "
                    "(a camera streams until stopped otherwise)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="resume an interrupted run: images whose files are all there and whole are not done again")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda takes "
+                                                   "cuda:LOCAL_RANK)")
     p.set_defaults(fn=run)
 
 
@@ -98,12 +101,31 @@ def options(args: argparse.Namespace) -> dict:
             "flow": args.flow, "max_frames": args.max_frames}
 
 
+def shard_from_env(device: str) -> tuple[tuple[int, int] | None, str]:
+    """Under torchrun (WORLD_SIZE > 1): this process's (rank, world size), and its own GPU for ``cuda``."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None, device
+    rank = int(os.environ["RANK"])
+    if device == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return (rank, world), device
+
+
 def run(args: argparse.Namespace) -> int:
     from depthforge.predict import load, save_predictions
 
-    pipeline = load(source_spec(args), args.device)
+    shard, device = shard_from_env(args.device)
+    if shard:  # a group only to finish together: torchrun stops every rank as soon as one exits non-zero
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    pipeline = load(source_spec(args), device)
     saved = save_predictions(pipeline, args.inputs, args.out, tuple(args.format or DEPTH_FORMATS[:1]),
-                             ply=args.ply, cmap=args.cmap, vmax=args.vmax, **options(args))
+                             ply=args.ply, cmap=args.cmap, vmax=args.vmax, skip_existing=args.skip_existing,
+                             shard=shard, **options(args))
     failed = []
     for item in tqdm(saved, desc="predict", unit="image", disable=not sys.stderr.isatty()):
         if item.error is not None:
@@ -116,6 +138,14 @@ def run(args: argparse.Namespace) -> int:
         unit = "m" if r.kind == "metric" else f"({r.kind})"
         tqdm.write(f"{item.input} -> {', '.join(str(p) for p in item.paths)}  "
                    f"(depth {r.depth.min():.3g}..{r.depth.max():.3g} {unit})")
+    if shard:  # every rank waits for the others and learns whether any input failed anywhere
+        import torch
+
+        total = torch.tensor([len(failed)])
+        dist.all_reduce(total)
+        dist.destroy_process_group()
+        if total.item() and not failed:
+            return 1
     if failed:
         print(f"depthforge predict: error: {len(failed)} input(s) skipped, nothing written for them (the others "
               f"were written): {'; '.join(failed)}", file=sys.stderr)

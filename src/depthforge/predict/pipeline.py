@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob as globbing
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,11 @@ class Options:
     flow: str = "farneback"
     max_frames: int | None = None
     errors: str = "raise"  # or "skip": an unreadable image is yielded as Unreadable and the rest go on
+    # (rank, world size): this process's share of the work, whole batches (as one process would form them), videos
+    # and unreadable files dealt round-robin in input order, so the files equal a one-process run's byte for byte
+    shard: tuple[int, int] | None = None
+    # name -> whether its outputs are complete already: a batch whose images all are is not run again
+    done: Callable[[str], bool] | None = None
 
     def __post_init__(self):
         self.tta_scales = check_scales(self.tta_scales or (1.0,))
@@ -69,6 +74,8 @@ class Options:
             raise ValueError(f"uncertainty '{self.uncertainty}': use model or tta")
         if self.errors not in ("raise", "skip"):
             raise ValueError(f"errors '{self.errors}': use raise or skip")
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
+            raise ValueError(f"shard {self.shard}: give (rank, world size) with 0 <= rank < world size")
 
 
 @dataclass
@@ -205,23 +212,34 @@ class Pipeline:
         self.check(opts)
         predictor = self.runner(opts)
         batch: list[tuple[str, Any]] = []
+        units = iter(range(2**62))  # batches, videos and unreadable files in input order: the units ranks share
+
+        def mine() -> bool:
+            return opts.shard is None or next(units) % opts.shard[1] == opts.shard[0]
+
+        def run(batch: list) -> Iterator[DepthResult]:
+            if batch and mine() and not (opts.done and all(opts.done(name) for name, _, _ in batch)):
+                yield from self._images(predictor, batch, opts)
+
         for what, item in expand(x, opts.sequence):
             if what == "image":
                 rgb = item[1] if isinstance(item[1], np.ndarray) else None
                 try:
                     size = rgb.shape[:2] if rgb is not None else _image_size(item[1])
                 except (OSError, SyntaxError) as err:  # PIL.UnidentifiedImageError is an OSError
-                    yield _unreadable(item[1], err, opts)
+                    if mine():
+                        yield _unreadable(item[1], err, opts)
                     continue
                 if batch and (len(batch) >= opts.batch_size or batch[-1][2] != size):
-                    yield from self._images(predictor, batch, opts)
+                    yield from run(batch)
                     batch = []
                 batch.append((item[0], item[1], size))
                 continue
-            yield from self._images(predictor, batch, opts)
+            yield from run(batch)
             batch = []
-            yield from self._video(predictor, item, opts)
-        yield from self._images(predictor, batch, opts)
+            if mine():
+                yield from self._video(predictor, item, opts)
+        yield from run(batch)
 
     def _images(self, predictor: Predictor, batch: list, opts: Options) -> Iterator[DepthResult]:
         if not batch:

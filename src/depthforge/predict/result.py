@@ -20,6 +20,19 @@ from depthforge.predict.outputs import write_prediction
 from depthforge.viz import colorize
 
 
+def planned_files(folder: str | Path, name: str, formats: tuple[str, ...] = ("npy",), color: bool = True,
+                  ply: bool = False, glb: bool = False, uncertainty: bool = False) -> list[Path]:
+    """The files :meth:`DepthResult.save` writes for ``name`` with these arguments."""
+    folder = Path(folder)
+    files = [folder / f"{name}{SUFFIX[f]}" for f in formats]
+    files += [p.with_name(p.name + ".json") for p in files]
+    files += [folder / f"{name}_color.png"] if color else []
+    if uncertainty:
+        files += [folder / f"{name}_uncertainty.npy", folder / f"{name}_uncertainty.npy.json"]
+        files += [folder / f"{name}_uncertainty_color.png"] if color else []
+    return files + ([folder / f"{name}.ply"] if ply else []) + ([folder / f"{name}.glb"] if glb else [])
+
+
 class InputOverwriteError(ValueError):
     """Saving would write over the input image; the message names it."""
 
@@ -116,15 +129,7 @@ class DepthResult:
     def planned(self, folder: str | Path, formats: tuple[str, ...] = ("npy",), color: bool = True,
                 ply: bool = False, glb: bool = False) -> list[Path]:
         """The files :meth:`save` would write with these arguments."""
-        folder = Path(folder)
-        files = [folder / f"{self.name}{SUFFIX[f]}" for f in formats]
-        files += [p.with_name(p.name + ".json") for p in files]
-        files += [folder / f"{self.name}_color.png"] if color else []
-        if self.uncertainty is not None:
-            files += [folder / f"{self.name}_uncertainty.npy", folder / f"{self.name}_uncertainty.npy.json"]
-            files += [folder / f"{self.name}_uncertainty_color.png"] if color else []
-        files += ([folder / f"{self.name}.ply"] if ply else []) + ([folder / f"{self.name}.glb"] if glb else [])
-        return files
+        return planned_files(folder, self.name, formats, color, ply, glb, self.uncertainty is not None)
 
     def save(self, folder: str | Path, formats: tuple[str, ...] | list[str] = ("npy",), color: bool = True,
              ply: bool = False, glb: bool = False, cmap: str = "magma", vmax: float | None = None) -> list[Path]:

@@ -3,13 +3,14 @@ also one side-by-side ``<stem>_depth.mp4``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from depthforge.predict.pipeline import Pipeline, Unreadable
-from depthforge.predict.result import DepthResult, InputOverwriteError
+from depthforge.predict.result import DepthResult, InputOverwriteError, planned_files
 from depthforge.video.frames import CAMERA_PREFIX, SideBySideWriter, video_stem
 
 
@@ -24,18 +25,38 @@ class Saved:
     error: str | None = None  # why the input could not be read (nothing was written for it)
 
 
+def complete(out: Path, name: str, formats: tuple[str, ...], color: bool = True, ply: bool = False) -> bool:
+    """Whether ``name``'s files from a run with these options are all there, non-empty, their sidecars whole JSON
+    (what ``--skip-existing`` trusts; a file cut short by a kill fails it, and the image is done again)."""
+    files = planned_files(out, name, formats, color, ply)
+    sidecars = [f for f in files if f.suffix == ".json"]
+    if not all(f.is_file() and f.stat().st_size > 0 for f in files):
+        return False
+    try:
+        for sidecar in sidecars:
+            json.loads(sidecar.read_text())
+    except ValueError:
+        return False
+    return True
+
+
 def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: tuple[str, ...] = ("npy",),
                      color: bool = True, ply: bool = False, cmap: str = "magma", vmax: float | None = None,
                      progress: Callable[[int, int | None], object] | None = None, errors: str = "skip",
-                     **options: Any) -> Iterator[Saved]:
+                     skip_existing: bool = False, **options: Any) -> Iterator[Saved]:
     """Predict ``inputs`` with ``pipeline`` (``options``: :class:`~depthforge.predict.pipeline.Options`) and write
     each result under ``out`` (:meth:`DepthResult.save`); yields one :class:`Saved` per image and per video.
 
     A video's colour range is fixed over the clip (``vmax``, else its first frame's 98th percentile); ``progress(done,
     total)`` is called after each frame. A camera stopped with Ctrl-C keeps the frames so far and finishes its video.
     An unreadable image does not stop the others (``errors="skip"``): it is yielded with its ``error``.
+    ``skip_existing``: an image whose files are all there and whole (:func:`complete`) is neither predicted again
+    (when its whole batch is done) nor written again: an interrupted run resumes. ``shard=(rank, world)``
+    (``options``) writes one process's share; the shares together are one process's files.
     """
     out = Path(out)
+    if skip_existing:
+        options["done"] = lambda name: complete(out, name, formats, color, ply)
     writer: SideBySideWriter | None = None
     video, last = None, None
 
@@ -51,6 +72,8 @@ def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: 
                 yield Saved(str(result.path), error=result.reason)
                 continue
             source = result.info.get("video")
+            if skip_existing and source is None and complete(out, result.name, formats, color, ply):
+                continue  # its batch ran for another image's sake; its files stay as they are
             if writer is not None and source != video:
                 yield finish()
             try:

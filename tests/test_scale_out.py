@@ -1,0 +1,88 @@
+"""Prediction beyond one process: torchrun shares the inputs by whole batches, the shares together are one
+process's files byte for byte, and --skip-existing resumes an interrupted run without redoing finished files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthforge.cli import main
+from tests.conftest import train_tiny
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("shard") / "run", steps=4)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(7):  # two sizes, batches of 2: batches of 2, 2, 1 (size change), 2
+        size = (40, 56) if i != 4 else (48, 64)
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.jpg").write_text("not an image")  # reported once, by the rank that owns it
+    return folder
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+FLAGS = ["--batch-size", "2", "--format", "npy", "png16"]
+
+
+def test_torchrun_shares_write_exactly_the_one_process_files(checkpoint, photos, tmp_path):
+    single = tmp_path / "single"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photos), "--out", str(single), *FLAGS]) == 1
+    sharded = tmp_path / "sharded"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--standalone", "-m", "depthforge.cli", "predict", "--checkpoint", str(checkpoint),
+                           str(photos), "--out", str(sharded), *FLAGS], capture_output=True, text=True, timeout=300,
+                          # torchrun would set 1 thread a process; the CPU kernels' sums follow the thread count
+                          env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    assert proc.returncode == 1, proc.stderr[-3000:]  # every rank finished; the unreadable file is reported
+    one, two = _files(single), _files(sharded)
+    assert len(one) == 7 * 5  # npy, png and their sidecars, and the preview, for each readable photo
+    assert one.keys() == two.keys() and all(one[k] == two[k] for k in one)  # same bytes, none missing
+    assert proc.stderr.count("notes.jpg (not an image") == 1  # one rank reports it
+    written = [line for line in proc.stdout.splitlines() if line.startswith(str(photos))]
+    assert len(written) == 7 and len({line.split(" -> ")[0] for line in written}) == 7  # each image once
+
+
+def test_a_share_of_the_work_is_every_other_batch(checkpoint, photos):
+    import depthforge
+
+    m = depthforge.load(checkpoint)
+    names = [[r.name for r in m.predict(str(photos), batch_size=2, shard=(rank, 2), errors="skip")
+              if hasattr(r, "name")] for rank in (0, 1)]
+    # units in input order: batches (0 1), (2 3), (4), then notes.jpg (read before the last batch closes), (5 6)
+    assert names == [["0", "1", "4", "5", "6"], ["2", "3"]]
+
+
+def test_skip_existing_completes_an_interrupted_run_without_redoing_finished_files(checkpoint, photos, tmp_path):
+    import os
+
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photos), "--out", str(out), *FLAGS]) == 1
+    whole = _files(out)
+    # A run killed midway: 5 and 6 never written, 3's sidecar cut short, 1's preview missing (its batch with 0
+    # runs again, but 0's finished files are not rewritten).
+    for name in ("5.npy", "5.npy.json", "5.png", "5.png.json", "5_color.png", "6.npy", "6.npy.json", "6.png",
+                 "6.png.json", "6_color.png", "1_color.png"):
+        (out / name).unlink()
+    (out / "3.npy.json").write_text('{"units": "met')
+    for p in out.iterdir():
+        os.utime(p, (1_000_000, 1_000_000))
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photos), "--out", str(out), *FLAGS,
+                 "--skip-existing"]) == 1
+    assert _files(out) == whole  # complete again, the same bytes
+    redone = {p.name.split(".")[0].split("_")[0] for p in out.iterdir() if p.stat().st_mtime != 1_000_000}
+    assert redone == {"1", "3", "5", "6"}  # 0, 2 and 4 were finished and left alone
