@@ -86,3 +86,32 @@ def test_skip_existing_completes_an_interrupted_run_without_redoing_finished_fil
     assert _files(out) == whole  # complete again, the same bytes
     redone = {p.name.split(".")[0].split("_")[0] for p in out.iterdir() if p.stat().st_mtime != 1_000_000}
     assert redone == {"1", "3", "5", "6"}  # 0, 2 and 4 were finished and left alone
+
+
+def test_mlflow_tracks_the_metrics_the_config_and_a_later_eval_card(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "run"
+    ckpt = train_tiny(run, extra=["train.loggers=[csv, mlflow]", "train.log_every=1"])
+    uri, run_id = (run / "mlflow-run.txt").read_text().split()
+    assert uri == f"sqlite:///{(run / 'mlflow.db').resolve()}"  # a local store in the run folder, no server
+    client = MlflowClient(uri)
+    logged = client.get_run(run_id)
+    csv_header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val/rmse", "train/loss", "train/loss_ssim"} <= set(logged.data.metrics) <= set(csv_header) | {"epoch"}
+    last_val = [line for line in (run / "metrics.csv").read_text().splitlines()[1:] if line.split(",")[
+        csv_header.index("val/rmse")]][-1].split(",")
+    assert logged.data.metrics["val/rmse"] == pytest.approx(float(last_val[csv_header.index("val/rmse")]), rel=1e-6)
+    assert [a.path for a in client.list_artifacts(run_id)] == ["config.yaml"]
+    card = tmp_path / "card.json"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--protocol", "standard", "--json", str(card)]) == 0
+    assert f"logged to the MLflow run {run_id}" in capsys.readouterr().out
+    import json
+
+    recorded = json.loads(card.read_text())["metrics"]
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["eval/standard/rmse"] == pytest.approx(recorded["rmse"], rel=1e-9)
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["card.json", "config.yaml"]
+    assert main(["train", "--out", str(tmp_path / "bad"), "--max-steps", "1", "train.loggers=[csv, neptune]"]) == 2
+    assert "train.loggers: unknown ['neptune']; choose from ['csv', 'tensorboard', 'mlflow', 'wandb']" in \
+        capsys.readouterr().err

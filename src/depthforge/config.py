@@ -150,6 +150,11 @@ class TrainConfig:
     ckpt_every_steps: int | None = None
     # A NaN/inf loss: stop with a message naming the step and the batch's stems, or skip the batch.
     nan_policy: str = "stop"
+    # Experiment trackers: csv (RUN/metrics.csv), tensorboard (RUN/tb), mlflow (extra mlflow; default store
+    # sqlite:///RUN/mlflow.db), wandb (extra wandb; WANDB_MODE=offline keeps it local).
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
+    tracking_uri: str | None = None  # mlflow: another store or server (e.g. http://host:5000)
+    experiment: str = "depthforge"  # mlflow experiment / wandb project
 
 
 @dataclass

@@ -79,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         if len(cards) == 1:
             write_card(cards[0], args.json)
+            if isinstance(cards[0]["source"].get("checkpoint"), str):  # to the tracker that trained it, if any
+                from depthforge.engine.loggers import log_card
+
+                run_id = log_card(args.json, cards[0]["source"]["checkpoint"])
+                if run_id:
+                    print(f"{args.json}: logged to the MLflow run {run_id} that trained the checkpoint")
         else:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(cards, indent=2))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
 from depthforge.config import Config, ConfigError, load_config, save_config
@@ -19,7 +18,7 @@ from depthforge.data import build_dataset, build_loader
 from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, EpochLine,
                                          FaultCheckpoint, LastCheckpoint, PreviewCallback, ema_with_warmup,
                                          remove_stale_temps)
-from depthforge.engine.loggers import AppendingCSVLogger
+from depthforge.engine.loggers import build_loggers, log_run_files
 from depthforge.engine.module import DepthModule
 from depthforge.engine.optim import ScheduleLength, ema_decay, warmup_steps
 from depthforge.sources.checkpoint import init_weights_from
@@ -106,6 +105,7 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
     # best.ckpt can only be judged where validation runs: with val_every > 1 an epoch without val/rmse is skipped.
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/rmse", mode="min", save_top_k=1,
                                  every_n_epochs=math.lcm(t.ckpt_every, t.val_every), auto_insert_metric_name=False)
+    loggers = build_loggers(cfg, out, resume)
     trainer = L.Trainer(
         default_root_dir=out,
         accelerator=_accelerator(t.device),
@@ -124,8 +124,7 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         callbacks=[*trainer_callbacks, checkpoint, CheckpointMetadata(), FaultCheckpoint(ckpt_dir / "last.ckpt"),
                    PreviewCallback(out / "previews", val_set, t.num_previews), LearningRateMonitor("step"),
                    *(callbacks or [])],
-        logger=[AppendingCSVLogger(save_dir=out, name="", version=""),
-                TensorBoardLogger(save_dir=out, name="tb", version="")],
+        logger=loggers,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,  # its FLOPs column reads 0 without an example input; one line below instead
@@ -168,6 +167,8 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         init_from_pretrained(module.model, cfg.model.pretrained[3:])
     if cfg.model.init_from and not resume:
         init_weights_from(module.model, cfg.model.init_from)
+    if trainer.is_global_zero:
+        log_run_files(loggers, out)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)
     # A time limit can stop mid-epoch; last.ckpt always holds the final weights.
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
