@@ -115,3 +115,28 @@ def test_mlflow_tracks_the_metrics_the_config_and_a_later_eval_card(tmp_path, ca
     assert main(["train", "--out", str(tmp_path / "bad"), "--max-steps", "1", "train.loggers=[csv, neptune]"]) == 2
     assert "train.loggers: unknown ['neptune']; choose from ['csv', 'tensorboard', 'mlflow', 'wandb']" in \
         capsys.readouterr().err
+
+
+def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
+    import json
+
+    from tests.conftest import write_pair
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(3)
+    for i in range(10):  # batches of 4, 4 and 2 under --protocol-batch 4: the course's per-batch mean needs them
+        write_pair(root, "val", str(i), depth=(2 + 10 * rng.random((32, 48))).astype(np.float32), seed=i)
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(root), "--split", "val", "--protocol",
+            "challenge,standard", "--protocol-batch", "4"]
+    single = tmp_path / "single.json"
+    assert main([*args, "--json", str(single)]) == 0
+    sharded = tmp_path / "sharded.json"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "depthforge.cli", *args, "--json", str(sharded)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
+    assert [c["protocol"]["name"] for c in two] == ["challenge", "standard"] and [c["n"] for c in two] == [10, 10]
+    for a, b in zip(one, two):
+        assert a["metrics"] == b["metrics"]  # exactly: the same batches, merged in the one-process order
+    assert one[0]["metrics"]["rmse"] != one[0]["metrics"]["rmse_pooled"]  # the batch means are really per batch

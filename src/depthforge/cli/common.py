@@ -86,6 +86,19 @@ def model_specs(args: argparse.Namespace) -> list[dict]:
     return specs
 
 
+def shard_from_env(device: str) -> tuple[tuple[int, int] | None, str]:
+    """Under torchrun (WORLD_SIZE > 1): this process's (rank, world size), and its own GPU for ``cuda``."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None, device
+    rank = int(os.environ["RANK"])
+    if device == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return (rank, world), device
+
+
 def detected(root: str, overrides: list[str]) -> list[str]:
     """``["data.name=<layout found in root>"]``, printed; nothing when the overrides already name the format."""
     from depthforge.data.detect import detect_format

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from depthforge.cli.common import (TTA_SCALES_HELP, UsageError, model_specs, positive_int, sampling, scales,
-                                   subparser)
+                                   shard_from_env, subparser)
 
 
 def add_parser(sub, parents: list) -> None:
@@ -73,8 +73,19 @@ def run(args: argparse.Namespace) -> int:
     protocols = [get_protocol(name.strip(), args.max_depth, crop=crop, alignment=args.alignment,
                               flip_tta=True if args.flip_tta else None, tta_scales=scales(args),
                               batch_size=args.protocol_batch) for name in args.protocol.split(",")]
-    cards = evaluate_sources(sources, protocols, args.data, args.split, args.device, args.report, args.worst,
-                             _command(args), args.overrides, args.uncertainty)
+    shard, device = shard_from_env(args.device)
+    if shard:  # torchrun: each rank predicts every world-th batch; the scores are gathered over gloo
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    try:
+        cards = evaluate_sources(sources, protocols, args.data, args.split, device, args.report, args.worst,
+                                 _command(args), args.overrides, args.uncertainty, shard)
+    finally:
+        if shard:
+            dist.destroy_process_group()
+    if shard and shard[0] != 0:
+        return 0  # every rank holds the cards; rank 0 alone prints and writes them
     print(comparison_table(cards))
     if args.json:
         if len(cards) == 1:

@@ -9,7 +9,7 @@ import sys
 from tqdm import tqdm
 
 from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, model_specs, positive_int, sampling,
-                                   scales, subparser)
+                                   scales, shard_from_env, subparser)
 
 
 def add_parser(sub, parents: list) -> None:
@@ -99,19 +99,6 @@ def options(args: argparse.Namespace) -> dict:
             "points": points, "shift": True if args.shift else None, "fx": args.fx, "fy": args.fy, "cx": args.cx,
             "cy": args.cy, "hfov": args.hfov, "sequence": args.sequence, "stabilize": args.stabilize,
             "flow": args.flow, "max_frames": args.max_frames}
-
-
-def shard_from_env(device: str) -> tuple[tuple[int, int] | None, str]:
-    """Under torchrun (WORLD_SIZE > 1): this process's (rank, world size), and its own GPU for ``cuda``."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None, device
-    rank = int(os.environ["RANK"])
-    if device == "cuda":
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return (rank, world), device
 
 
 def run(args: argparse.Namespace) -> int:

@@ -193,6 +193,20 @@ class Evaluator:
         return {**{k: _nanmean([r[k] for r in rows]) for k in METRICS}, "rmse_pooled": self.pooled_rmse(),
                 **self.uncertainty_scores()}
 
+    def merge(self, parts: list["Evaluator"]) -> "Evaluator":
+        """Add evaluators of consecutive batches (in the order one process would score them): rows appended and
+        pixel sums added batch by batch, so the numbers are a one-process run's exactly. Uncertainty samples are
+        not mergeable (their pixel draws follow the global image count)."""
+        for part in parts:
+            if part._unc_pixels:
+                raise ValueError("uncertainty scores cannot be gathered from shards yet; score them in one process")
+            self.image_rows += part.image_rows
+            self._batch_rows += part._batch_rows
+            self.n += part.n
+            for name in ("bin_count", "bin_abs", "bin_sq", "density"):
+                setattr(self, name, getattr(self, name) + getattr(part, name))
+        return self
+
     def result(self) -> dict:
         """The JSON-ready result: protocol, metrics and sample count."""
         return {"protocol": self.protocol.to_dict(), "metrics": self.compute(), "n": self.n}

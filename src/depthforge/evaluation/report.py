@@ -122,14 +122,18 @@ def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, 
 def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], data_root: str | None = None,
                      split: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
                      worst: int = 8, command: str = "", data_overrides: list[str] | tuple = (),
-                     uncertainty: str | None = None) -> list[dict]:
+                     uncertainty: str | None = None, shard: tuple[int, int] | None = None) -> list[dict]:
     """Eval cards (result + provenance) for each source, and reports under ``report_dir/<source>/``.
 
     ``protocol`` may be a list: each source is then predicted once and scored under every protocol (one card per
     source and protocol, in that order; reports under ``report_dir/<source>/<protocol>/``). They must predict
     alike (the same TTA). ``uncertainty`` (``model`` or ``tta``) also scores each source's uncertainty (AUSE,
-    coverage, correlation).
+    coverage, correlation). ``shard=(rank, world)``: this process predicts its share of the batches and every rank
+    gets the one-process cards (:func:`~depthforge.evaluation.runner.run_evaluations`).
     """
+    if shard is not None and uncertainty:
+        raise ValueError("--uncertainty is scored in one process (its pixel samples are not gathered yet); run "
+                         "evaluate --uncertainty without torchrun")
     protocols = [protocol] if isinstance(protocol, Protocol) else list(protocol)
     tta = {(p.flip_tta, tuple(p.tta_scales)) for p in protocols}
     if len(tta) > 1:
@@ -142,7 +146,7 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
         scored = [protocol_for(p, kind) for p in protocols]
         for why in {why for _, why in scored if why}:
             log.info("%s: %s", source_name(source), why)
-        evaluators = run_evaluations(dataset, predict, [p for p, _ in scored])
+        evaluators = run_evaluations(dataset, predict, [p for p, _ in scored], shard)
         data = {"name": data_cfg.name, "root": data_cfg.root, "split": split or data_cfg.val_split,
                 "config": dataclasses.asdict(data_cfg)}
         # provenance (the checkpoint's hash among it) once per source, whatever the number of protocols
@@ -155,7 +159,7 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
                 card["sparsification"] = evaluator.sparsification()
             if why:
                 card["alignment_note"] = why
-            if report_dir:
+            if report_dir and (shard is None or shard[0] == 0):  # one rank draws the report
                 out = Path(report_dir) / source_name(source) / (scoring.name if len(protocols) > 1 else "")
                 card["report"] = [str(p) for p in write_report(evaluator, dataset, predict, out, worst)]
             cards.append(card)

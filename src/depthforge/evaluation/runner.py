@@ -96,18 +96,38 @@ def run_evaluation(dataset: DepthDataset, predict: Predict, protocol: Protocol) 
     return run_evaluations(dataset, predict, [protocol])[0]
 
 
-def run_evaluations(dataset: DepthDataset, predict: Predict, protocols: list[Protocol]) -> list[Evaluator]:
+def run_evaluations(dataset: DepthDataset, predict: Predict, protocols: list[Protocol],
+                    shard: tuple[int, int] | None = None) -> list[Evaluator]:
     """Score every sample under each protocol from one prediction pass (the predictor's TTA is its own: the
-    protocols are scoring rules here). A per-batch protocol's batches are the loader's, so those must agree."""
+    protocols are scoring rules here). A per-batch protocol's batches are the loader's, so those must agree.
+
+    ``shard=(rank, world)`` (an initialised torch.distributed group, e.g. gloo under torchrun): this process scores
+    every world-th batch of the one-process order, then every rank gathers all batches' scores and merges them in
+    that order, so each rank returns the one-process numbers exactly (the course's batches stay the course's)."""
     batch = {p.batch_size for p in protocols if p.per_batch} or {protocols[0].batch_size}
     if len(batch) > 1:
         raise ValueError(f"per-batch protocols with different batch sizes {sorted(batch)} cannot share one pass; "
                          "evaluate them separately")
     evaluators = [Evaluator(p) for p in protocols]
-    for loaded in build_loader(dataset, batch.pop(), shuffle=False):
+    parts: dict[int, list[Evaluator]] = {}
+    for index, loaded in enumerate(build_loader(dataset, batch.pop(), shuffle=False)):
+        if shard is not None and index % shard[1] != shard[0]:
+            continue
         out = predict(loaded)
         pred, unc = out if isinstance(out, tuple) else (out, None)  # (depth, uncertainty) when one is scored
-        for evaluator in evaluators:
+        scoring = evaluators if shard is None else [Evaluator(p) for p in protocols]
+        for evaluator in scoring:
             evaluator.process(pred, loaded["depth"], loaded["mask"], list(loaded["meta"]["stem"]),
                               loaded["meta"].get("size"), uncertainty=unc)
+        if shard is not None:
+            parts[index] = scoring
+    if shard is None:
+        return evaluators
+    import torch.distributed as dist
+
+    gathered: list[dict[int, list[Evaluator]]] = [{} for _ in range(shard[1])]
+    dist.all_gather_object(gathered, parts)
+    everything = {index: part for ranked in gathered for index, part in ranked.items()}
+    for i, evaluator in enumerate(evaluators):
+        evaluator.merge([everything[index][i] for index in sorted(everything)])
     return evaluators
