@@ -140,3 +140,15 @@ def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
     for a, b in zip(one, two):
         assert a["metrics"] == b["metrics"]  # exactly: the same batches, merged in the one-process order
     assert one[0]["metrics"]["rmse"] != one[0]["metrics"]["rmse_pooled"]  # the batch means are really per batch
+
+
+def test_wandb_offline_keeps_the_metrics_and_the_config_in_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    train_tiny(run, extra=["train.loggers=[csv, wandb]", "train.log_every=1"])
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    assert (offline[0] / "files" / "config.yaml").read_text() == (run / "config.yaml").read_text()
+    records = next(offline[0].glob("run-*.wandb")).read_bytes()
+    assert b"val/rmse" in records and b"train/loss_ssim" in records

@@ -95,6 +95,14 @@ def log_run_files(loggers: list, out: Path) -> None:
             logger.experiment.save(str(out / "config.yaml"), base_path=str(out))
 
 
+def finish_loggers(loggers: list) -> None:
+    """End the trackers' runs with the training (a W&B run otherwise stays open, and unflushed, until the Python
+    process exits)."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def log_card(card_path: str | Path, checkpoint: str | Path) -> str | None:
     """An eval card of ``checkpoint`` to the MLflow run that trained it (its run folder's ``mlflow-run.txt``), with
     its metrics as ``eval/<protocol>/<metric>``; returns the run id, or None when that run used no MLflow."""

@@ -18,7 +18,7 @@ from depthforge.data import build_dataset, build_loader
 from depthforge.engine.callbacks import (AtomicCheckpointIO, BudgetSchedule, CheckpointMetadata, EpochLine,
                                          FaultCheckpoint, LastCheckpoint, PreviewCallback, ema_with_warmup,
                                          remove_stale_temps)
-from depthforge.engine.loggers import build_loggers, log_run_files
+from depthforge.engine.loggers import build_loggers, finish_loggers, log_run_files
 from depthforge.engine.module import DepthModule
 from depthforge.engine.optim import ScheduleLength, ema_decay, warmup_steps
 from depthforge.sources.checkpoint import init_weights_from
@@ -172,6 +172,8 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)
     # A time limit can stop mid-epoch; last.ckpt always holds the final weights.
     trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+    if trainer.is_global_zero:
+        finish_loggers(loggers)
     if module.skipped_batches:
         log.warning("%d batch(es) with a non-finite loss were skipped", module.skipped_batches)
     return out
