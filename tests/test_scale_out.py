@@ -136,7 +136,21 @@ def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
+    devices = tmp_path / "devices.json"  # --devices 2: the same two processes, started by depthforge itself
+    torch_threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    try:
+        assert main([*args, "--json", str(devices), "--devices", "2"]) == 0
+    finally:
+        if torch_threads is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = torch_threads
+    by_devices = json.loads(devices.read_text())
+    assert [c["metrics"] for c in by_devices] == [c["metrics"] for c in one]
+    assert [c.get("processes") for c in by_devices] == [2, 2] and "processes" not in one[0]
     assert [c["protocol"]["name"] for c in two] == ["challenge", "standard"] and [c["n"] for c in two] == [10, 10]
+    assert [c["processes"] for c in two] == [2, 2]
     for a, b in zip(one, two):
         assert a["metrics"] == b["metrics"]  # exactly: the same batches, merged in the one-process order
     assert one[0]["metrics"]["rmse"] != one[0]["metrics"]["rmse_pooled"]  # the batch means are really per batch

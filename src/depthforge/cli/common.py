@@ -99,6 +99,32 @@ def shard_from_env(device: str) -> tuple[tuple[int, int] | None, str]:
     return (rank, world), device
 
 
+def add_devices_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=positive_int, default=1,
+                   help="processes on this machine, as torchrun --nproc_per_node N would start them (with --device "
+                        "cuda, one GPU each)")
+
+
+def relaunch(args: argparse.Namespace) -> int | None:
+    """``--devices N`` (N > 1) outside torchrun: this command again under ``torch.distributed.run`` with N processes
+    on this machine; its exit code. None: go on in this process."""
+    import os
+    import subprocess
+    import sys
+
+    if args.devices <= 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    argv, skip = [], False
+    for token in args.argv:  # the same command without --devices
+        if skip or token == "--devices":
+            skip = not skip and token == "--devices"
+            continue
+        if not token.startswith("--devices="):
+            argv.append(token)
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                            str(args.devices), "-m", "depthforge.cli", *argv])
+
+
 def detected(root: str, overrides: list[str]) -> list[str]:
     """``["data.name=<layout found in root>"]``, printed; nothing when the overrides already name the format."""
     from depthforge.data.detect import detect_format

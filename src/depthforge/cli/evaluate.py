@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from depthforge.cli.common import (TTA_SCALES_HELP, UsageError, model_specs, positive_int, sampling, scales,
-                                   shard_from_env, subparser)
+from depthforge.cli.common import (TTA_SCALES_HELP, UsageError, add_devices_option, model_specs, positive_int,
+                                   relaunch, sampling, scales, shard_from_env, subparser)
 
 
 def add_parser(sub, parents: list) -> None:
@@ -48,6 +48,7 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--worst", type=int, default=8, help="images in the worst-N grid")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("overrides", nargs="*", help="data overrides for the data scored, e.g. data.depth_scale=256")
+    add_devices_option(p)
     p.set_defaults(fn=run)
 
 
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.card:
         return _rerun_card(args)
+    if (code := relaunch(args)) is not None:
+        return code
     if args.ensemble and len(args.checkpoint or []) < 2:
         raise UsageError("--ensemble averages several checkpoints; give two or more with --checkpoint")
     if args.sequence:

@@ -8,8 +8,8 @@ import sys
 
 from tqdm import tqdm
 
-from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, model_specs, positive_int, sampling,
-                                   scales, shard_from_env, subparser)
+from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, add_devices_option, model_specs,
+                                   positive_int, relaunch, sampling, scales, shard_from_env, subparser)
 
 
 def add_parser(sub, parents: list) -> None:
@@ -65,6 +65,7 @@ def add_parser(sub, parents: list) -> None:
                    help="resume an interrupted run: images whose files are all there and whole are not done again")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda takes "
                                                    "cuda:LOCAL_RANK)")
+    add_devices_option(p)
     p.set_defaults(fn=run)
 
 
@@ -104,6 +105,8 @@ def options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from depthforge.predict import load, save_predictions
 
+    if (code := relaunch(args)) is not None:
+        return code
     shard, device = shard_from_env(args.device)
     if shard:  # a group only to finish together: torchrun stops every rank as soon as one exits non-zero
         import torch.distributed as dist

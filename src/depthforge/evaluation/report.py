@@ -154,6 +154,8 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
         for (scoring, why), evaluator in zip(scored, evaluators):
             card = {**evaluator.result(), **provenance}
             card["source_kind"] = kind
+            if shard is not None:
+                card["processes"] = shard[1]  # provenance: scored in shares, merged to the one-process numbers
             if uncertainty:
                 card["uncertainty"] = uncertainty
                 card["sparsification"] = evaluator.sparsification()
