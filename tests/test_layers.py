@@ -58,9 +58,16 @@ def imports_of(module: str, path: Path, known: dict[str, Path], package: str) ->
     """``(line, imported module)`` for each import of the package in ``path``: every one, lazy ones included
     (``importlib.import_module("depthforge.x")`` with a literal or a module-level dict of literals counts too)."""
     tree = ast.parse(path.read_text(), str(path))
-    found = [(node.lineno, value.value) for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.Call))
-             for value in ast.walk(node) if isinstance(value, ast.Constant) and isinstance(value.value, str)
-             and value.value.startswith(f"{package}.") and value.value in known]
+    def named(node: ast.AST) -> list[tuple[int, str]]:
+        return [(node.lineno, v.value) for v in ast.walk(node) if isinstance(v, ast.Constant)
+                and isinstance(v.value, str) and v.value in known and v.value.startswith(f"{package}.")]
+
+    # Module paths named as strings count where they are imported from: import_module("...") calls, and
+    # module-level tables of them (the package root's _PUBLIC); a "-m depthforge.cli" argument does not.
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, "attr", getattr(n.func, "id", None)) == "import_module"]
+    found = [hit for n in calls + [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))]
+             for hit in named(n)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == package]
@@ -175,6 +182,11 @@ def test_checker_sees_lazy_imports_and_allows_no_alias_exception(tmp_path):
     root = _fixture_package(tmp_path / "b", {"io/__init__.py": lazy})  # a module path named as a string
     problems = layer_violations(root)
     assert len(problems) == 1 and "depthforge.evaluation" in problems[0]
+    run = 'def again():\n    import subprocess\n    subprocess.call(["python", "-m", "depthforge.evaluation"])\n'
+    direct = 'def f():\n    import importlib\n    return importlib.import_module("depthforge.evaluation")\n'
+    root = _fixture_package(tmp_path / "c", {"io/runner.py": run, "io/lazy.py": direct})
+    problems = layer_violations(root)  # running a command is not importing it; import_module is
+    assert len(problems) == 1 and "lazy.py" in problems[0]
 
 
 def test_checker_finds_a_planted_cycle(tmp_path):
