@@ -133,12 +133,13 @@ def test_channels_last_gives_the_same_outputs():
 def test_budget_schedule_fits_the_decay_to_the_time_left():
     from types import SimpleNamespace
 
+    from depthforge.config import load_config
     from depthforge.engine.callbacks import BudgetSchedule
     from depthforge.engine.optim import ScheduleLength
 
     now = [0.0]
     cb = BudgetSchedule(max_minutes=10, every=50, clock=lambda: now[0])
-    module = SimpleNamespace(schedule_length=ScheduleLength(100_000))
+    module = SimpleNamespace(schedule_length=ScheduleLength(100_000), cfg=load_config(None))
     trainer = SimpleNamespace(global_step=0, sanity_checking=False, num_training_batches=400,
                               accumulate_grad_batches=1, check_val_every_n_epoch=1)
     cb.on_train_start(trainer, module)

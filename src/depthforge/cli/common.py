@@ -114,12 +114,11 @@ def relaunch(args: argparse.Namespace) -> int | None:
 
     if args.devices <= 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
-    argv, skip = [], False
-    for token in args.argv:  # the same command without --devices
-        if skip or token == "--devices":
-            skip = not skip and token == "--devices"
-            continue
-        if not token.startswith("--devices="):
+    argv, tokens = [], iter(args.argv)
+    for token in tokens:  # the same command without --devices and its value
+        if token == "--devices":
+            next(tokens, None)
+        elif not token.startswith("--devices="):
             argv.append(token)
     return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                             str(args.devices), "-m", "depthforge.cli", *argv])

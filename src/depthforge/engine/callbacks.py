@@ -241,10 +241,7 @@ class BudgetSchedule(L.Callback):
             self._tell(trainer, pl_module, per_step, affordable)
 
     def _tell(self, trainer: L.Trainer, pl_module: L.LightningModule, per_step: float, affordable: int) -> None:
-        cfg, steps = getattr(pl_module, "cfg", None), pl_module.schedule_length.steps
-        if cfg is None:  # a bare module (tests): the length alone
-            log.info("time budget %g min: %.2f s/step affords about %d steps", self.budget_s / 60, per_step, affordable)
-            return
+        cfg, steps = pl_module.cfg, pl_module.schedule_length.steps
         decay = ema_decay(cfg.train.ema_decay, cfg.train.ema_fraction, steps)
         log.info("time budget %g min: %.2f s/step affords about %d steps (%d planned for the nominal epochs); "
                  "schedule %d steps, warm-up %d, EMA %s", self.budget_s / 60, per_step, affordable, self.nominal,

@@ -26,7 +26,7 @@ from depthforge.predict.predictor import Predictor
 from depthforge.predict.result import DepthResult
 from depthforge.predict.tta import check_scales
 from depthforge.sources.loading import LoadedSource, load_source, spec_from
-from depthforge.video.frames import CAMERA_PREFIX, is_video, video_stem
+from depthforge.video.frames import is_video, video_stem
 from depthforge.video.stream import stabilized_depths
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,6 @@ class Pipeline:
         is calibrated) and ``shift``, ``fx`` / ``fy`` / ``cx`` / ``cy`` or ``hfov`` (the camera), and for videos
         ``sequence``, ``stabilize``, ``flow``, ``max_frames``.
         """
-        for item in x if isinstance(x, (list, tuple)) else [x]:  # a typo fails here, not at the first next()
-            text = str(item)
-            if (isinstance(item, (str, Path)) and not Path(text).exists() and not text.startswith(CAMERA_PREFIX)
-                    and not any(c in text for c in GLOB_CHARS)):
-                raise FileNotFoundError(f"{text}: no such file or folder")
         results = self.stream(x, **options)
         return next(results) if _single(x) else results
 
@@ -207,9 +202,13 @@ class Pipeline:
 
     def stream(self, x: Any, **options: Any) -> Iterator[DepthResult | Unreadable]:
         """Like :meth:`predict`, always an iterator (a single image gives one result); with ``errors="skip"`` an
-        unreadable image is an :class:`Unreadable` in the stream instead of an error."""
+        unreadable image is an :class:`Unreadable` in the stream instead of an error. Options and inputs are
+        checked here, before the first result (a typo fails at the call, not at the first ``next``)."""
         opts = Options(**options)
         self.check(opts)
+        return self._run(list(expand(x, opts.sequence)), opts)
+
+    def _run(self, items: list[tuple[str, Any]], opts: Options) -> Iterator[DepthResult | Unreadable]:
         predictor = self.runner(opts)
         batch: list[tuple[str, Any]] = []
         units = iter(range(2**62))  # batches, videos and unreadable files in input order: the units ranks share
@@ -221,7 +220,7 @@ class Pipeline:
             if batch and mine() and not (opts.done and all(opts.done(name) for name, _, _ in batch)):
                 yield from self._images(predictor, batch, opts)
 
-        for what, item in expand(x, opts.sequence):
+        for what, item in items:
             if what == "image":
                 rgb = item[1] if isinstance(item[1], np.ndarray) else None
                 try:
