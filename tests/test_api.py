@@ -221,8 +221,8 @@ def test_clamped_pixels_are_recorded_and_left_out_of_the_point_cloud(tmp_path):
 
 def test_the_readme_python_example_runs(checkpoint, photo, tmp_path, monkeypatch):
     text = README.read_text()
-    block = re.search(r"<!-- python-example -->\s*```python\n(.*?)```", text, re.S)
-    assert block, "README.md lost its Python example (marked <!-- python-example -->)"
+    block = re.search(r"<!-- test: by tests/test_api.py::test_the_readme_python_example_runs -->\s*```python\n(.*?)```", text, re.S)
+    assert block, "README.md lost its Python example (marked as run by this test)"
     code = block.group(1)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "quickstart" / "checkpoints").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Follow the README's "Train on your own data" commands as a new user would (shortened training)."""
+"""Follow the docs' "Your own data" commands as a new user would (shortened training)."""
 
 import csv
 import re
@@ -11,7 +11,7 @@ from PIL import Image
 
 from depthforge.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "own-data.md"
 
 
 @pytest.mark.parametrize("split_first", [False, True], ids=["images-split", "split-images"])
@@ -28,7 +28,8 @@ def test_readme_own_data_commands_work(tmp_path, monkeypatch, split_first):
             mm = rng.integers(300, 9000, (48, 64)).astype(np.uint16)
             mm[0, :5] = 0  # no measurement
             Image.fromarray(mm).save(depth / f"{i:04d}.png")
-    block = re.search(r"<!-- own-data -->\s*```bash\n(.*?)```", README.read_text(), re.S).group(1)
+    block = re.search(r"<!-- test: by tests/test_readme_own_data.py::test_readme_own_data_commands_work -->\s*```bash\n(.*?)```",
+                      PAGE.read_text(), re.S).group(1)
     commands = [shlex.split(line) for line in block.strip().splitlines()]
     assert [c[1] for c in commands] == ["data", "train", "evaluate"]
     monkeypatch.chdir(tmp_path)

@@ -208,3 +208,48 @@ def test_evaluate_scores_the_sources_own_uncertainty_pixel_for_pixel(tmp_path):
     assert scores["laplace"]["ause_rmse"] > 0.05  # a constant sigma ranks nothing
     assert scores["laplace"]["coverage_1sigma"] == pytest.approx(1 - np.exp(-np.sqrt(2)), abs=0.02)  # 75.7 %
     assert scores["laplace"]["coverage_2sigma"] == pytest.approx(1 - np.exp(-2 * np.sqrt(2)), abs=0.015)  # 94.1 %
+
+
+def test_sparsification_abs_rel_ties_and_the_last_fraction_by_hand():
+    from depthforge.metrics.uncertainty import ause, coverage, error_correlation, sparsification_curve
+
+    gt = np.array([1.0, 2.0, 4.0, 5.0])
+    pred = np.array([1.5, 2.0, 3.0, 5.0])                  # abs_rel errors: 0.5, 0, 0.25, 0
+    order = np.array([0.1, 0.9, 0.5, 0.2])                 # removes pixel 1, then 2, then 3
+    curve = sparsification_curve(pred, gt, order, "abs_rel", np.array([0.0, 0.25, 0.5, 1.0]))
+    # kept after removing 0, 1, 2 pixels: the means 0.1875, 0.25, 0.25; all removed: the last pixel alone, 0.5
+    assert curve.tolist() == pytest.approx([0.1875, 0.25, 0.25, 0.5])
+    sq = sparsification_curve(pred, gt, order, fractions=np.array([0.0, 0.5]))  # the default metric: RMSE
+    assert sq.tolist() == pytest.approx([np.sqrt((0.25 + 1) / 4), np.sqrt(0.25 / 2)])
+    with pytest.raises(ValueError, match="sparsification metric 'mae': use rmse or abs_rel"):
+        sparsification_curve(pred, gt, order, "mae")
+    # ties in the uncertainty keep the pixels' order (a stable sort), on a size where an unstable one reorders
+    n = 200
+    err_pred = np.arange(n, dtype=np.float64)
+    two_levels = np.random.default_rng(0).integers(0, 2, n).astype(np.float64)
+    first_out = [i for i in range(n) if two_levels[i] == 1] + [i for i in range(n) if two_levels[i] == 0]
+    tied = sparsification_curve(err_pred, np.zeros(n), two_levels, fractions=np.array([0.25]))
+    assert tied[0] == pytest.approx(np.sqrt(np.mean(err_pred[first_out[50:]] ** 2)))
+    # computed in float64 whatever the inputs' precision
+    p32, g32, u32 = (np.linspace(1, 3, 50, dtype=np.float32) ** k for k in (1.1, 1.0, 0.5))
+    as64 = [a.astype(np.float64) for a in (p32, g32, u32)]
+    assert sparsification_curve(p32, g32, u32).tolist() == pytest.approx(
+        sparsification_curve(*as64).tolist(), rel=1e-12)
+    assert ause(p32, g32, u32) == pytest.approx(ause(*as64), rel=1e-12, abs=1e-15)
+    # an error of exactly k standard deviations is covered
+    assert coverage(np.array([2.0, 3.0]), np.array([1.0, 1.0]), np.array([0.5, 0.5]), 2.0) == 0.5
+    assert error_correlation([1.0, 2.0], [3.0, 5.0]) == pytest.approx(1.0)        # two images are enough
+    assert error_correlation([0.0, 2.0], [1.0, 5.0]) == pytest.approx(1.0)  # a spread of exactly 1 is fine
+    assert error_correlation([1.0, 5.0], [0.0, 2.0]) == pytest.approx(1.0)
+    assert error_correlation([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # undefined is said, not computed from a division by zero
+        assert np.isnan(error_correlation([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]))   # errors all equal
+        assert np.isnan(error_correlation([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]))   # uncertainty all equal
+    assert np.isnan(error_correlation([1.0], [2.0]))
+    from depthforge.metrics.uncertainty import expected_coverage
+
+    with pytest.raises(ValueError, match="distribution 'normal': use laplace or gaussian"):
+        expected_coverage(1.0, "normal")

@@ -393,3 +393,86 @@ def test_evaluate_sequence_scores_each_modes_own_output():
                                                   rel=1e-9)
     assert rows["causal"]["tae"] < 0.8 * rows["none"]["tae"] and rows["offline"]["tae"] < 0.8 * rows["none"]["tae"]
     assert rows["none"]["rmse"] != pytest.approx(rows["offline"]["rmse"], rel=1e-3)
+
+
+def test_flicker_by_hand_median_aligned_and_over_static_pixels():
+    from depthforge.metrics.temporal import flicker
+
+    a = np.array([[1.0, 2.0, 2.5], [3.0, 4.0, 2.5]])
+    b = np.array([[2.0, 4.0, 5.0], [6.0, 10.0, 5.0]])  # twice as far, and one pixel moved
+    clip = np.stack([a, b, b])
+    # pair (a, b): b rescaled by median(a) / median(b) = 2.5 / 5 -> [[1, 2, 2.5], [3, 5, 2.5]]: relative change
+    # 1/4 at one pixel of six; pair (b, b): 0. Mean over pairs x 100 = 100 * (1/24) / 2.
+    assert flicker(clip) == pytest.approx(100 / 48)
+    assert flicker(clip / 10) == pytest.approx(100 / 48)  # depths below 1 m: scale-free
+    static = np.array([[True, True, True], [True, False, True]])
+    assert flicker(clip, static) == pytest.approx(0.0)  # the moved pixel left out: nothing flickers
+    assert flicker(np.stack([a, b])) == pytest.approx(100 / 24)
+
+
+def test_reprojection_scores_every_pixel_inside_the_frame_and_only_valid_corners():
+    from depthforge.metrics.temporal import _reprojection_absrel
+
+    h, w, z = 5, 6, 0.5
+    k, pose = np.eye(3), np.eye(4)  # identity camera and no motion: each pixel lands on itself, exactly
+    d_i = np.full((h, w), z)
+    e = np.zeros((h, w))
+    e[:, 0], e[:, -1], e[0, :], e[-1, :] = 0.01, 0.02, 0.03, 0.04  # each border off by its own amount (< 5 %)
+    d_j = z * (1 + e)
+    ones = np.ones((h, w), bool)
+    expected = np.mean(np.abs(d_i - d_j) / d_j)
+    assert _reprojection_absrel(d_i, d_j, ones, ones, k, pose, pose) == pytest.approx(expected, rel=1e-12)
+    # an invalid pixel of frame j removes the pixels that would read it (their four corners), not only itself
+    valid_j = ones.copy()
+    valid_j[2, 2] = False
+    keep = ones.copy()
+    keep[1:3, 1:3] = False
+    got = _reprojection_absrel(d_i, d_j, ones, valid_j, k, pose, pose)
+    assert got == pytest.approx(np.mean((np.abs(d_i - d_j) / d_j)[keep]), rel=1e-12)
+    assert np.isnan(_reprojection_absrel(d_i, d_j, ones, ~ones, k, pose, pose))  # nothing to compare
+    # camera j half a pixel left of and above camera i: pixel (v, u) lands at (v + 0.5, u + 0.5), read by bilinear
+    # interpolation of inverse depth (exact here: frame j's inverse depth is affine); the last row and column land
+    # outside frame j and are left out.
+    moved = np.eye(4)
+    moved[:2, 3] = -0.25
+    v, u = np.mgrid[0:h, 0:w].astype(float)
+    d_j = z / (1 + 0.01 * u + 0.02 * v)
+    target = z / (1 + 0.01 * (u + 0.5) + 0.02 * (v + 0.5))
+    expected = np.mean((np.abs(z - target) / target)[:-1, :-1])
+    assert _reprojection_absrel(d_i, d_j, ones, ones, k, pose, moved) == pytest.approx(expected, rel=1e-9)
+
+
+def test_tae_aligns_the_clip_once_in_disparity_and_uses_every_pair_both_ways():
+    from depthforge.metrics.temporal import fit_clip_scale_shift_disparity
+
+    from depthforge.metrics.temporal import _reprojection_absrel
+
+    seq = render_sequence(seed=3, frames=3, height=24, width=32, speed=0.2, turn=0.03)
+    gt = np.where(seq["depth"] >= SKY_DEPTH, 0.0, seq["depth"]).astype(np.float64) / 10  # sky unmeasured; < 1 m too
+    seq["poses"][:, :3, 3] /= 10  # the whole scene a tenth the size: still consistent
+    pred = 1.0 / ((1.0 / np.clip(gt, 1e-3, None) + 0.3) / 2.0)          # disparity 2x + shift: an affine model
+    gt[:, 0, :4], gt[:, 1, :4] = 0.0, np.nan                             # no measurement: 0 or NaN
+    mask = (gt > 0) & np.isfinite(gt)
+    aligned = fit_clip_scale_shift_disparity(pred, gt, mask)
+    assert np.allclose(aligned[mask], gt[mask], rtol=1e-9)
+    far = pred.copy()
+    far[~mask] = 10.0  # disparity 0.1 -> 2 * 0.1 - 0.3 < 0 after the fit: clipped to a huge depth, never negative
+    assert np.all(fit_clip_scale_shift_disparity(far, gt, mask)[~mask] == 1e6)
+    truth = tae(gt, gt, seq["K"], seq["poses"])
+    assert truth == pytest.approx(tae(pred, gt, seq["K"], seq["poses"]), abs=1e-6)  # aligned by default
+    assert tae(pred, gt, seq["K"], seq["poses"], align=False) > truth + 0.3  # 0.50 against 0.04
+    assert tae(pred, gt, seq["K"], seq["poses"]) == tae(pred, gt, seq["K"], seq["poses"], mask=mask)  # 0, NaN out
+    low = tae(pred.astype(np.float32), gt.astype(np.float32), seq["K"], seq["poses"])  # computed in float64
+    assert low == pytest.approx(tae(pred.astype(np.float32).astype(np.float64),
+                                    gt.astype(np.float32).astype(np.float64), seq["K"], seq["poses"]), rel=1e-12)
+    # the mean over every consecutive pair, both directions
+    noisy = gt.copy()
+    noisy[2][mask[2]] *= 1.1
+    pairs = [(0, 1), (1, 0), (1, 2), (2, 1)]
+    by_hand = np.mean([_reprojection_absrel(noisy[a], noisy[b], mask[a], mask[b], seq["K"], seq["poses"][a],
+                                            seq["poses"][b]) for a, b in pairs])
+    assert tae(noisy, gt, seq["K"], seq["poses"], align=False) == pytest.approx(100 * by_hand, rel=1e-12)
+    with pytest.raises(ValueError, match=r"tae needs \(N>=2, H, W\)"):
+        tae(gt[:1], gt[:1], seq["K"], seq["poses"][:1])
+    with pytest.raises(ValueError, match=r"of one shape, got \(3, 24, 32\) and \(3, 24, 31\)"):
+        tae(gt, gt[:, :, :-1], seq["K"], seq["poses"])
