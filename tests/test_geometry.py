@@ -126,3 +126,73 @@ def test_points_file_with_header_comments_and_blank_lines(tmp_path):
     path.write_text("x,y,metres\n10,20,2.5\n11,oops,3\n")
     with pytest.raises(ValueError, match=r"known.csv: line 3 must be x,y,metres; got \['11', 'oops', '3'\]"):
         read_points(path)
+
+
+def test_pick_intrinsics_takes_the_best_evidence_in_order(tmp_path):
+    from depthforge.geometry.camera import pick_intrinsics
+
+    I = Intrinsics
+    # given: fy defaults to fx, the principal point to the centre of a 400 x 300 image
+    assert pick_intrinsics(400, 300, fx=500) == I(500.0, 500.0, 199.5, 149.5, "given")
+    assert pick_intrinsics(400, 300, fx=500, fy=510, cx=190, cy=140) == I(500.0, 510.0, 190.0, 140.0, "given")
+    assert pick_intrinsics(400, 300, fx=500, cx=0, cy=0) == I(500.0, 500.0, 0.0, 0.0, "given")  # 0 is a value
+    # the model's own focal length next, then EXIF, then the field-of-view guess
+    assert pick_intrinsics(400, 300, predicted_fx=321.0, cx=201, cy=151) == \
+        I(321.0, 321.0, 201.0, 151.0, "predicted by the model (Depth Pro)")
+    assert pick_intrinsics(400, 300, predicted_fx=321.0) == I(321.0, 321.0, 199.5, 149.5,
+                                                              "predicted by the model (Depth Pro)")
+    img, exif = Image.new("RGB", (400, 300)), Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 27
+    img.save(tmp_path / "e.jpg", exif=exif)
+    assert pick_intrinsics(400, 300, path=tmp_path / "e.jpg") == \
+        I(300.0, 300.0, 199.5, 149.5, "EXIF 35mm-equivalent focal 27 mm")
+    img.save(tmp_path / "plain.jpg")
+    for path in (tmp_path / "plain.jpg", None):
+        assert pick_intrinsics(400, 300, hfov=90.0, path=path) == \
+            I(pytest.approx(200.0), pytest.approx(200.0), 199.5, 149.5, "guess: horizontal FOV 90 deg")
+    k = I(500.0, 510.0, 190.0, 140.0)
+    assert k.matrix().tolist() == [[500.0, 0.0, 190.0], [0.0, 510.0, 140.0], [0.0, 0.0, 1.0]]
+    assert k.to_dict() == {"fx": 500.0, "fy": 510.0, "cx": 190.0, "cy": 140.0, "source": "given"}
+    assert I.from_fov(400, 300, 60.0).fx == pytest.approx(200 / np.tan(np.radians(30)))
+
+
+def test_point_cloud_keeps_measured_valid_pixels_with_their_colours():
+    depth = np.array([[0.5, 0.0, np.nan], [2.0, np.inf, 3.0]])  # below 1 m kept; 0, NaN, inf dropped
+    rgb = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)
+    k = Intrinsics(2.0, 4.0, 1.0, 0.5)
+    pts, cols = point_cloud(depth, rgb, k)
+    # pixels (0,0), (1,0), (1,2): x = (u - cx) / fx * z, y = (v - cy) / fy * z
+    assert pts.tolist() == [[-0.25, -0.0625, 0.5], [-1.0, 0.25, 2.0], [1.5, 0.375, 3.0]]
+    assert cols.tolist() == [[0, 1, 2], [9, 10, 11], [15, 16, 17]]
+    valid = np.array([[True, True, True], [False, True, True]])  # a clamped pixel is not depth the model meant
+    pts, cols = point_cloud(depth, rgb, k, valid)
+    assert pts[:, 2].tolist() == [0.5, 3.0] and cols.tolist() == [[0, 1, 2], [15, 16, 17]]
+
+
+def test_ply_header_and_colours_byte_for_byte(tmp_path):
+    pts = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    cols = np.array([[10, 20, 30], [40, 50, 60]], np.uint8)
+    raw = write_ply(tmp_path / "c.ply", pts, cols).read_bytes()
+    header = ("ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+              "property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    assert raw.startswith(header.encode())
+    body = np.frombuffer(raw[len(header):], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"),
+                                                   ("g", "u1"), ("b", "u1")])
+    assert [list(r) for r in body] == [[1.0, 2.0, 3.0, 10, 20, 30], [4.0, 5.0, 6.0, 40, 50, 60]]
+    plain = write_ply(tmp_path / "p.ply", pts)  # no colours: xyz only, and it reads back
+    assert b"uchar" not in plain.read_bytes() and read_ply(plain).tolist() == pts.tolist()
+
+
+def test_glb_is_thinned_to_max_points_and_turned_to_gltf_axes(tmp_path):
+    import trimesh
+
+    from depthforge.geometry.pointcloud import write_glb
+
+    pts = np.arange(15, dtype=np.float64).reshape(5, 3)
+    cols = np.arange(15, dtype=np.uint8).reshape(5, 3)
+    path = write_glb(tmp_path / "c.glb", pts, cols, max_points=2)  # every 3rd point: 0 and 3
+    assert path == tmp_path / "c.glb"
+    cloud = next(iter(trimesh.load(path).geometry.values()))
+    assert np.asarray(cloud.vertices).tolist() == [[0.0, -1.0, -2.0], [9.0, -10.0, -11.0]]
+    assert np.asarray(cloud.colors).tolist() == [[0, 1, 2, 255], [9, 10, 11, 255]]
+    assert len(next(iter(trimesh.load(write_glb(tmp_path / "all.glb", pts, cols)).geometry.values())).vertices) == 5

@@ -104,3 +104,62 @@ def test_gradient_loss_by_hand():
     # scale 1: x-diffs |1|,|2|,0,0 ; y-diffs 0,1,3 -> 7 / 7 pairs = 1. Scale 1/2 keeps (0, 3): x-diff 3 / 1 pair.
     assert gradient_loss(pred, target, mask, scales=2).item() == pytest.approx((1.0 + 3.0) / 2)
     assert gradient_loss(pred + 5.0, target, mask, scales=2).item() == pytest.approx(2.0)  # shift-invariant
+
+
+def _gradient_loss_reference(res: np.ndarray, m: np.ndarray, scales: int) -> float:
+    """MiDaS's gradient matching by loops: per scale, |difference of the residual| over neighbour pairs whose
+    pixels are both valid, divided by the number of such pairs; the mean over scales."""
+    total = 0.0
+    for k in range(scales):
+        r, v = res[::2 ** k, ::2 ** k], m[::2 ** k, ::2 ** k]
+        s, n = 0.0, 0
+        for i in range(r.shape[0]):
+            for j in range(r.shape[1]):
+                for di, dj in ((0, 1), (1, 0)):
+                    if i + di < r.shape[0] and j + dj < r.shape[1] and v[i, j] and v[i + di, j + dj]:
+                        s += abs(r[i + di, j + dj] - r[i, j])
+                        n += 1
+        total += s / max(n, 1)
+    return total / scales
+
+
+def test_gradient_loss_against_a_loop_reference_with_a_mask():
+    from depthforge.losses import gradient_loss
+
+    rng = np.random.default_rng(0)
+    target = rng.uniform(1, 10, (19, 23))
+    pred = target * 0.5 + rng.normal(0, 0.3, target.shape)
+    mask = rng.uniform(size=target.shape) > 0.2
+    t = lambda a: torch.tensor(a)[None, None]
+    got = gradient_loss(t(pred), t(target), t(mask)).item()  # the default: 4 scales
+    assert got == pytest.approx(_gradient_loss_reference(pred - target, mask, 4), rel=1e-9)
+
+
+def test_losses_on_edge_cases_one_pixel_exact_and_unmeasured():
+    from depthforge.losses import berhu_loss
+
+    pred, target = torch.tensor([[3.0, 5.0]]), torch.tensor([[1.0, 9.0]])
+    one = torch.tensor([[True, False]])
+    assert l1_loss(pred, target, one).item() == pytest.approx(2.0)          # one valid pixel: its error
+    assert rmse_loss(target, target, torch.ones_like(one)).item() == pytest.approx(0.0, abs=1e-5)  # exact: 0
+    none = torch.zeros_like(one)
+    assert berhu_loss(pred, target, none).item() == 0.0                      # nothing valid: no loss, no error
+    # a target of 0 (no measurement) inside the mask is left out of the log loss
+    z = torch.tensor([[2.0, 0.0, 4.0]])
+    p = torch.tensor([[1.0, 3.0, 5.0]])
+    all3, two = torch.ones_like(z, dtype=torch.bool), torch.tensor([[True, False, True]])
+    assert silog_loss(p, z, all3).item() == pytest.approx(silog_loss(p, z, two).item(), rel=1e-6)
+
+
+def test_weighted_loss_terms_the_model_or_the_head_must_provide():
+    pred, target, mask = _data()
+    with pytest.raises(ValueError, match=r"^loss.terms is empty; give at least one term, e.g. \{l1: 1.0\}$"):
+        WeightedLoss({})
+    diffusion = WeightedLoss({"l1": 1.0, "diffusion": 0.5})
+    total, parts = diffusion(pred, target, mask, model_losses={"diffusion": torch.tensor(4.0)})
+    assert parts["diffusion"].item() == 4.0 and total.item() == pytest.approx(l1_loss(pred, target, mask) + 2.0)
+    for given in (None, {}, {"other": torch.tensor(1.0)}):
+        with pytest.raises(ValueError, match="loss term diffusion is a diffusion model's denoising loss"):
+            diffusion(pred, target, mask, model_losses=given)
+    with pytest.raises(ValueError, match=r"needs a model that predicts its uncertainty \(model.kwargs.head=laplace\)"):
+        WeightedLoss({"laplace_nll": 1.0})(pred, target, mask)

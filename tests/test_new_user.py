@@ -218,13 +218,13 @@ def test_an_ensemble_of_one_models_copies_and_a_missing_uncertainty_say_so(check
         assert option in err, option
 
 
-def test_the_readme_extras_table_lists_every_extra():
+def test_the_docs_extras_table_lists_every_extra():
     import tomllib
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    readme = (root / "README.md").read_text()
-    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    page = (root / "docs" / "getting-started.md").read_text()
+    table = [line for line in page.splitlines() if line.startswith("| `")]
     listed = {line.split("`")[1] for line in table}
     assert set(extras) <= listed, sorted(set(extras) - listed)

@@ -476,3 +476,225 @@ def test_tae_aligns_the_clip_once_in_disparity_and_uses_every_pair_both_ways():
         tae(gt[:1], gt[:1], seq["K"], seq["poses"][:1])
     with pytest.raises(ValueError, match=r"of one shape, got \(3, 24, 32\) and \(3, 24, 31\)"):
         tae(gt, gt[:, :, :-1], seq["K"], seq["poses"])
+
+
+def test_scale_filters_by_hand():
+    from depthforge.video.stabilize import log_scale, smooth_track, stabilize_offline
+
+    d = np.array([[0.5, 0.0, np.nan], [np.inf, 2.0, 0.25]])  # only finite positive pixels count, below 1 m too
+    assert log_scale(d) == pytest.approx(np.log(0.5))
+    assert log_scale(np.zeros((2, 2))) == 0.0               # nothing measured: no rescaling
+    f = CausalStabilizer(alpha=0.5, beta=0.5)
+    levels = []
+    for g in (0.0, 1.0, 1.0, 3.0):  # alpha-beta filter on log-scales, by hand
+        levels.append(np.log(f(np.full((2, 2), np.exp(g)))[0, 0]))
+    # level 0; predicted 0 -> level 0.5, trend 0.25; predicted 0.75 -> 0.875, trend 0.3125;
+    # predicted 1.1875 -> 2.09375, trend 0.765625; predicted 2.859375 -> 2.9296875
+    assert levels == pytest.approx([0.0, 0.5, 0.875, 2.09375])
+    out = f(np.full((2, 2), np.exp(3.0), np.float32))
+    assert out.dtype == np.float32 and np.log(out[0, 0]) == pytest.approx(2.9296875, rel=1e-6)
+    for alpha, beta in ((1.0, 0.0), (1.0, 1.0)):  # the ends of the ranges are allowed
+        CausalStabilizer(alpha, beta)
+    for alpha, beta in ((0.0, 0.5), (1.5, 0.5), (0.5, 1.5), (0.5, -0.1)):
+        with pytest.raises(ValueError, match=rf"^alpha must be in \(0, 1\] and beta in \[0, 1\], got {alpha}, {beta}$"):
+            CausalStabilizer(alpha, beta)
+    # zero-phase Gaussian over the track, sigma 2 frames by default (radius 6), the ends reflected
+    g = np.array([0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.5, 0.0, 1.5, 0.0])
+    kern = np.exp(-0.5 * (np.arange(-6, 7) / 2.0) ** 2)
+    kern /= kern.sum()
+    padded = np.concatenate([g[6:0:-1], g, g[-2:-8:-1]])
+    assert smooth_track(g) == pytest.approx(np.convolve(padded, kern, "valid"), rel=1e-12)
+    short = np.array([0.0, 1.0, 0.0, 2.0, 0.0, 1.0])  # as long as the radius: the ends repeated instead
+    assert smooth_track(short) == pytest.approx(np.convolve(np.pad(short, 6, mode="edge"), kern, "valid"), rel=1e-12)
+    clip = (np.exp(g)[:, None, None] * np.ones((10, 2, 3))).astype(np.float32)
+    flat = stabilize_offline(clip)
+    assert flat.dtype == np.float32
+    assert np.log(flat[:, 0, 0]) == pytest.approx(smooth_track(g, 2.0), abs=1e-6)
+    assert np.log(stabilize_offline(clip, 1.0)[:, 0, 0]) == pytest.approx(smooth_track(g, 1.0), abs=1e-6)
+    k1 = np.exp(-0.5 * (np.arange(-1, 2) / 0.5) ** 2)  # sigma 0.5: radius int(1.5) = 1
+    assert smooth_track(g, 0.5) == pytest.approx(np.convolve(np.pad(g, 1, mode="reflect"), k1 / k1.sum(), "valid"))
+
+
+def test_flow_filter_blend_by_hand_with_a_fixed_flow():
+    from depthforge.video.stabilize import FlowStabilizer, optical_flow, stabilize
+
+    h, w = 6, 8
+    d1 = np.linspace(0.2, 0.9, h * w, dtype=np.float32).reshape(h, w)  # below 1 m
+    d1[2, 3] = 0.0                                              # the previous output holds no depth there
+    d2 = d1 * 1.1 + 0.05
+    d2[0, 0], d2[0, 1], d2[5, 7] = 0.0, np.nan, d1[5, 7] * 3   # unmeasured, undefined, a new object
+    rgb = np.full((h, w, 3), 100, np.uint8)
+    rgb2 = rgb.copy()
+    rgb2[3, :2] = 220                                           # the flow cannot be trusted there
+    filt = FlowStabilizer(weight=0.5, scale="none")
+    filt.flow = lambda a, b: np.zeros((h, w, 2), np.float32)   # still camera: each pixel its own match
+    assert np.array_equal(filt(d1, rgb), d1)
+    out = filt(d2, rgb2)
+    ok = np.isfinite(d2) & (d2 > 0) & (d1 > 0)
+    ok[3, :2] = False
+    a, b = np.polyfit(d1[ok].astype(np.float64), d2[ok].astype(np.float64), 1)
+    fitted = (a * d1 + b).astype(np.float32)
+    ok &= np.abs(fitted - d2) <= 0.2 * np.abs(d2)
+    expected = np.where(ok, 0.5 * fitted + 0.5 * d2, d2)
+    assert out.dtype == np.float32 and np.allclose(out, expected, rtol=1e-6, equal_nan=True)
+    assert not ok[5, 7] and out[5, 7] == d2[5, 7] and out[3, 0] == d2[3, 0]
+    # scale "flow": most of the frame's scale against the previous output (a = 0.9 < 1) is removed first
+    sc = FlowStabilizer(weight=0.5, scale="flow")
+    sc.flow = filt.flow
+    sc(d1, rgb)
+    d3 = d1 * 0.9
+    got = sc(d3, rgb)
+    rescaled = d3 * np.float32(0.9 ** (0.3 - 1))
+    assert np.allclose(got, rescaled, rtol=1e-5) and got.dtype == np.float32  # then it matches the fit exactly
+    # too few trusted pixels (16): the frame as it is; 17: blended
+    for n, blended in ((16, False), (17, True)):
+        f = FlowStabilizer(weight=0.5, scale="none")
+        f.flow = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)
+        row = np.linspace(1, 2, n, dtype=np.float32)[None]
+        f(row, np.full((1, n, 3), 100, np.uint8))
+        nxt = row * 1.05
+        nxt[0, 0] *= 1.5
+        assert (not np.array_equal(f(nxt, np.full((1, n, 3), 100, np.uint8)), nxt)) == blended, n
+    # defaults and bounds
+    assert FlowStabilizer().weight == 0.6 and FlowStabilizer(k=np.eye(3)).weight == 0.8
+    assert FlowStabilizer(weight=0.0).weight == 0.0
+    a_img = np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    b_img = np.roll(a_img, 2, axis=1)
+    assert np.array_equal(FlowStabilizer().flow(a_img, b_img), optical_flow("farneback")(a_img, b_img))
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^weight must be in \[0, 1\), got {bad}$"):
+            FlowStabilizer(weight=bad)
+    with pytest.raises(ValueError, match=r"^scale filter 'mean': choose from \('median', 'flow', 'none'\)$"):
+        FlowStabilizer(scale="mean")
+    with pytest.raises(ValueError, match=r"^intrinsics must be a 3x3 matrix, got shape \(2, 3\)$"):
+        FlowStabilizer(k=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"^stabilisation 'smooth': choose from \('none', 'causal', 'offline', "):
+        stabilize(d1[None], "smooth")
+    with pytest.raises(ValueError, match=r"^pose stabilisation needs the camera intrinsics \(intrinsics.txt, or "
+                                         r"--fx / --hfov\)$"):
+        stabilize(d1[None], "pose", rgb[None])
+    # stabilize() passes the scale filter and uses the intrinsics in pose mode only
+    clip = np.stack([d1, d1 * 1.3, d1 * 0.8])
+    rgbs = np.stack([a_img[:h, :w]] * 3)
+    by_hand = FlowStabilizer(scale="none")
+    assert np.array_equal(stabilize(clip, "flow", rgbs, scale="none"), np.stack([by_hand(d, r) for d, r in zip(clip, rgbs)]))
+    plain = FlowStabilizer()
+    assert np.array_equal(stabilize(clip, "flow", rgbs, k=np.eye(3) * 50), np.stack([plain(d, r) for d, r in zip(clip, rgbs)]))
+    assert np.array_equal(stabilize(clip, "offline"), stabilize_offline_default(clip))
+
+
+def stabilize_offline_default(clip):
+    from depthforge.video.stabilize import stabilize_offline
+
+    return stabilize_offline(clip, 2.0)
+
+
+def test_warp_marks_samples_inside_the_frame_and_interpolates_in_float(monkeypatch):
+    import sys
+
+    from depthforge.video.stabilize import relative_pose, warp
+
+    img = np.arange(20, dtype=np.uint8).reshape(4, 5) * 10
+    img[2, 1] = 115
+    flow = np.zeros((4, 5, 2), np.float32)
+    out, inside = warp(img, flow)
+    assert inside.all() and np.array_equal(out, img.astype(np.float32))  # every pixel, borders included
+    flow[..., 0], flow[..., 1] = 0.5, 1.5
+    out, inside = warp(img, flow)
+    assert inside.tolist() == [[True] * 4 + [False]] * 2 + [[False] * 5] * 2
+    assert out[0, 0] == pytest.approx((50 + 60 + 100 + 115) / 4)  # at (0.5, 1.5), bilinear, in float: 81.25
+    # PnP needs 12 matches at least: exactly 12 exact ones give the motion
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(-1, 1, (12, 2)), rng.uniform(3, 6, 12)]
+    k = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+    t = np.array([0.1, -0.05, 0.2])
+    proj = (pts + t) @ k.T
+    pose = relative_pose(pts, proj[:, :2] / proj[:, 2:], k)
+    assert pose is not None and np.allclose(pose[0], np.eye(3), atol=1e-6) and np.allclose(pose[1], t, atol=1e-6)
+    assert relative_pose(pts[:11], (proj[:, :2] / proj[:, 2:])[:11], k) is None
+    # 12 agreeing matches among 17 (70 %) is a pose, but not when 90 % must agree: no pose rather than a guess
+    junk = np.c_[rng.uniform(-1, 1, (5, 2)), rng.uniform(3, 6, 5)]
+    noise = rng.uniform(0, 64, (5, 2))
+    mixed = (np.r_[pts, junk], np.r_[proj[:, :2] / proj[:, 2:], noise], k)
+    assert relative_pose(*mixed) is not None and relative_pose(*mixed, min_inliers=0.9) is None
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(ImportError, match=r"^flow-guided stabilisation needs OpenCV: pip install 'depthforge\[video\]'$"):
+        warp(img, flow)
+
+
+def test_pose_filter_by_hand_on_a_plane_below_one_metre():
+    from depthforge.video.stabilize import FlowStabilizer, optical_flow, stabilize
+
+    # a textured wall 0.5 m away; the camera steps 2.5 cm right, so every pixel's match is 2 px to its right
+    # (exact flow given), and the new frame's depth wobbles 20 % too far. The previous output moved into this
+    # camera is the wall at 0.5 m again; the frame and it meet at the lock (0.3): both become 0.5 * 1.2 ** 0.7.
+    h, w, z = 24, 32, 0.5
+    k = np.array([[40.0, 0, 15.5], [0, 40.0, 11.5], [0, 0, 1]])
+    rgb1 = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    rgb2 = np.roll(rgb1, -2, axis=1)
+    d1, d2 = np.full((h, w), z, np.float32), np.full((h, w), 1.2 * z, np.float32)
+    shift = lambda a, b: np.dstack([np.full((h, w), 2.0, np.float32), np.zeros((h, w), np.float32)])
+    filt = FlowStabilizer(scale="none", k=k)
+    filt.flow = shift
+    filt(d1, rgb1)
+    out = filt(d2, rgb2)
+    assert filt.poses_found == 1 and out.dtype == np.float32
+    assert np.allclose(out, z * 1.2 ** 0.7, rtol=1e-4)
+    # stabilize(): the intrinsics turn pose on for mode "pose" only
+    import depthforge.video.stabilize as st
+
+    real = st.optical_flow
+    try:
+        st.optical_flow = lambda method="farneback": shift
+        clip, rgbs = np.stack([d1, d2]), np.stack([rgb1, rgb2])
+        assert np.allclose(stabilize(clip, "pose", rgbs, scale="none", k=k)[1], out)
+        flow_only = stabilize(clip, "flow", rgbs, scale="none", k=k)[1]
+        assert not np.allclose(flow_only, out, rtol=1e-3)
+    finally:
+        st.optical_flow = real
+    a_img = np.random.default_rng(1).integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    assert np.array_equal(optical_flow()(a_img, np.roll(a_img, 2, 1)), optical_flow("farneback")(a_img, np.roll(a_img, 2, 1)))
+
+
+class _NotWeights:
+    """A pickled object in a .pth file: torch.load(weights_only=True) must refuse it."""
+
+
+def test_raft_pads_any_size_to_its_constraints_and_loads_weights_only(tmp_path, monkeypatch):
+    import pickle
+
+    import torch
+    from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
+
+    from depthforge.video.stabilize import optical_flow
+
+    torch.manual_seed(0)
+    weights = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), weights)
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (130, 133, 3), dtype=np.uint8) for _ in range(2))  # above 128, not multiples of 8
+    flow = optical_flow(f"raft:{weights}")
+    f = flow(a, b)
+    assert f.shape == (130, 133, 2) and np.isfinite(f).all()
+    assert not np.allclose(f, flow(b, a)) and not np.allclose(f, flow(b, b))  # both frames, in order
+    # at 128 x 128 (no padding) it is torchvision's RAFT with torchvision's own preprocessing, 12 updates, last
+    model = raft_small(weights=None)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model.eval()
+    a1, b1 = a[:128, :128], b[:128, :128]
+    ia, ib = Raft_Small_Weights.C_T_V2.transforms()(*(torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]
+                                                      for x in (a1, b1)))
+    with torch.inference_mode():
+        ref = model(ia, ib, num_flow_updates=12)[-1][0].permute(1, 2, 0).numpy()
+    assert np.allclose(flow(a1, b1), ref, atol=1e-4)
+    torch.save({"evil": _NotWeights()}, tmp_path / "pickled.pth")
+    with pytest.raises(pickle.UnpicklingError):
+        optical_flow(f"raft:{tmp_path / 'pickled.pth'}")
+
+    def offline(*_a, **_k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(Raft_Small_Weights.C_T_V2.__class__, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match=r"^RAFT weights are not on this machine and cannot be downloaded; give a "
+                                           r"local file \(--flow raft:<raft_small.pth>\) or use --flow farneback / dis$"):
+        optical_flow("raft")
