@@ -6,8 +6,9 @@ Usage:
         --data DATA/DepthEstimationUnreal --out docs/readme-prediction.png
 
 The rows are not picked by eye: every val image is predicted, and the rows are the images whose RMSE (depth
-clipped to 20 m, as the challenge scores) lies at the 25th, 50th and 75th percentile of the split's, so the
-picture shows a typical prediction and its error. The stems and their RMSE are printed and written beside the PNG.
+clipped to 20 m, as the challenge scores) lies at the 10th, 30th and 50th percentile of the split's: a good
+prediction, a better-than-typical one and the median one, with their errors. The stems and their RMSE are
+printed and written beside the PNG.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True, help="unpacked DepthEstimationUnreal folder")
     parser.add_argument("--out", default="docs/readme-prediction.png")
-    parser.add_argument("--percentiles", default="25,50,75")
+    parser.add_argument("--percentiles", default="10,30,50")
     args = parser.parse_args()
     rgb = Path(args.data) / "rgb" / "val"
     stems = sorted((p.stem for p in rgb.glob("*.jpeg")), key=int)

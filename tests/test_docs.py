@@ -122,11 +122,13 @@ class World:
     @staticmethod
     def build(root: Path) -> None:
         rng = np.random.default_rng(0)
-        ckpt = train_tiny(root / "runs" / "tiny", steps=2)
+        # the real-time model (3.8 M parameters), weights only (best.ckpt), linked where the docs name checkpoints
+        train_tiny(root / "runs" / "tiny", steps=2, extra=["model.name=realtime_efficientnet_lite0"])
+        ckpt = root / "runs" / "tiny" / "checkpoints" / "best.ckpt"
         for link in ("best.ckpt", "a.ckpt", "b.ckpt",
                      *(f"runs/{r}/checkpoints/{c}.ckpt" for r in "ab" for c in ("best", "last"))):
             (root / link).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ckpt, root / link)
+            (root / link).symlink_to(ckpt)
         ramp = np.linspace(1.0, 9.0, 64, dtype=np.float32)[None].repeat(48, 0)
         for split, stems in (("train", range(6)), ("val", range(100, 103))):
             for i in stems:
@@ -212,7 +214,7 @@ def test_every_block_is_run_parsed_or_run_by_a_named_test():
 @pytest.mark.parametrize("page", sorted({b.page for b in ALL if b.mode == "run"}),
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_runnable_blocks_of_a_page_run(page, world, tmp_path, monkeypatch):
-    shutil.copytree(world, tmp_path / "w")
+    shutil.copytree(world, tmp_path / "w", symlinks=True)
     monkeypatch.chdir(tmp_path / "w")
     for block in blocks(page):
         if block.mode == "run":
@@ -230,15 +232,19 @@ def test_a_renamed_option_or_key_fails_the_parse_check():
 
 
 def test_mkdocs_builds_the_site_strictly(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    import html
+
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0 and "WARNING" not in done.stderr, done.stdout + done.stderr
+    page = (tmp_path / "site" / "api" / "index.html").read_text()
+    words = lambda s: re.sub(r"\s+", " ", re.sub(r"[^A-Za-z0-9 ]", " ", s)).split()
+    api = " ".join(words(html.unescape(re.sub(r"<[^>]+>", " ", page))))
     import depthforge  # the API page is generated from the docstrings: the first line of each is on it
 
     for obj in (depthforge.load, depthforge.DepthResult.calibrate, depthforge.save_predictions):
-        first = obj.__doc__.strip().splitlines()[0]
-        assert first.split("``")[0][:40] in api, first
+        first = " ".join(words(obj.__doc__.strip().splitlines()[0]))
+        assert first in api, first
 
 
 def test_the_readme_stays_a_landing_page():
@@ -266,6 +272,6 @@ def test_the_readme_picture_script_picks_the_percentile_images(world, tmp_path):
         gt = np.clip(np.load(data / "depth" / "val" / f"{stem}.npy"), 0, 20)
         rmse[stem] = float(np.sqrt(np.mean((pred - gt) ** 2)))
     ranked = sorted(rmse, key=rmse.get)
-    assert info["images"] == 5 and [r["stem"] for r in info["rows"]] == ranked[1:4]  # 25th, 50th, 75th of 5
-    assert [r["rmse"] for r in info["rows"]] == [round(rmse[s], 3) for s in ranked[1:4]]
+    assert info["images"] == 5 and [r["stem"] for r in info["rows"]] == ranked[0:3]  # 10th, 30th, 50th of 5
+    assert [r["rmse"] for r in info["rows"]] == [round(rmse[s], 3) for s in ranked[0:3]]
     assert Image.open(out).size[0] > 400
