@@ -97,7 +97,10 @@ def test_a_laplace_model_trains_and_predict_writes_its_uncertainty(tmp_path):
     written = {p.name for p in next(report.iterdir()).iterdir()}
     assert {"sparsification.png", "worst_2.png"} <= written
     assert {"ause_rmse", "ause_abs_rel", "coverage_1sigma", "coverage_2sigma"} <= set(metrics)
-    assert metrics["ause_rmse"] >= 0 and 0 <= metrics["coverage_1sigma"] <= metrics["coverage_2sigma"] <= 1
+    # the card's AUSE is the area between the two curves it records (trapezoids over the removed share)
+    gap = np.array(curve["rmse"]) - np.array(curve["oracle_rmse"])
+    area = float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(curve["fraction_removed"])))
+    assert metrics["ause_rmse"] == pytest.approx(area, rel=1e-6, abs=1e-9)
     assert main(["evaluate", "--card", str(card)]) == 0
     assert main(["evaluate", "--checkpoint", ckpt, "--protocol", "standard", "--uncertainty", "tta", "--flip-tta",
                  "--json", str(tmp_path / "tta.json")]) == 0
