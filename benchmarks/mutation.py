@@ -29,8 +29,6 @@ from _results import save_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REASONS = ROOT / "benchmarks" / "mutation_survivors.toml"
-STATUS = {0: "survived", 1: "killed", 3: "killed", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
-          37: "type check", None: "not checked"}
 
 
 def main() -> None:
@@ -40,7 +38,6 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="report the last run in --work again")
     args = parser.parse_args()
     work = Path(args.work)
-    minutes = None
     if not args.report_only:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -53,12 +50,14 @@ def main() -> None:
         start = time.perf_counter()
         run = subprocess.run([str(mutmut), "run", "--max-children", str(args.children)], cwd=work, env=env,
                              capture_output=True, text=True)
-        minutes = round((time.perf_counter() - start) / 60, 1)
-        (work / "minutes.txt").write_text(str(minutes))
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        # what the run was, so --report-only reports it and not the tree as it is later
+        (work / "run.json").write_text(json.dumps({"commit": commit,
+                                                   "minutes": round((time.perf_counter() - start) / 60, 1)}))
         if run.returncode:
             print(f"mutmut exit {run.returncode}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-    elif (work / "minutes.txt").exists():
-        minutes = float((work / "minutes.txt").read_text())
+    made = json.loads((work / "run.json").read_text()) if (work / "run.json").exists() else {}
     outcomes, source_of = {}, {}
     for meta in sorted((work / "mutants" / "src").rglob("*.py.meta")):
         keys = json.loads(meta.read_text())["exit_code_by_key"]
@@ -68,6 +67,7 @@ def main() -> None:
         sys.exit(f"mutmut made no mutants; see {work}")
     os.chdir(work)  # mutmut reads its mutants relative to the working folder
     from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code  # mutmut's own reading of a test run's exit code
 
     reasons = {}  # mutant -> why it survives ([[survivor]] tables: a reason and the mutants it covers)
     for entry in tomllib.loads(REASONS.read_text())["survivor"] if REASONS.exists() else []:
@@ -76,7 +76,7 @@ def main() -> None:
     rows, survivors = {}, []
     for name, code in outcomes.items():
         module = re.split(r"\.x[_\u01c1]", name)[0]  # mutmut names x_<function> and x\u01c1<class>\u01c1<method>
-        status = STATUS.get(code, "suspicious")
+        status = status_by_exit_code[code]
         rows.setdefault(module, Counter())[status] += 1
         if status != "killed":
             diff = get_diff_for_mutant(name, path=source_of[name])
@@ -99,9 +99,7 @@ def main() -> None:
     print(text)
     for s in survivors:
         print(f"\n{s['mutant']} ({s['status']}): {s['reason']}\n  " + "\n  ".join(s["change"]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    summary = {"command": "python benchmarks/mutation.py", "commit": commit, "minutes": minutes,
+    summary = {"command": "python benchmarks/mutation.py", "commit": made.get("commit"), "minutes": made.get("minutes"),
                "mutants": n, "killed": total["killed"], "score": round(total["killed"] / n, 4),
                "unexplained": len(unexplained)}
     os.chdir(ROOT)

@@ -36,17 +36,20 @@ def main() -> None:
     rgb = Path(args.data) / "rgb" / "val"
     stems = sorted((p.stem for p in rgb.glob("*.jpeg")), key=int)
     model = depthforge.load(args.checkpoint)
-    rows, rmse = {}, {}
-    for stem in stems:
+
+    def row(stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         image = np.asarray(Image.open(rgb / f"{stem}.jpeg").convert("RGB"))
         gt = np.clip(np.load(Path(args.data) / "depth" / "val" / f"{stem}.npy"), 0, MAX_DEPTH)
-        pred = model.predict(image).depth
+        return image, gt, model.predict(image).depth
+
+    rmse = {}
+    for stem in stems:  # only the score is kept; the chosen rows are predicted again for the picture
+        _, gt, pred = row(stem)
         rmse[stem] = float(np.sqrt(np.mean((pred - gt) ** 2)))
-        rows[stem] = (image, gt, pred)
     ranked = sorted(rmse, key=rmse.get)
     chosen = [ranked[min(len(ranked) - 1, int(round(float(q) / 100 * (len(ranked) - 1))))]
               for q in args.percentiles.split(",")]
-    save_grid([rows[s] for s in chosen], MAX_DEPTH, args.out)
+    save_grid([row(s) for s in chosen], MAX_DEPTH, args.out)
     info = {"checkpoint": args.checkpoint, "images": len(stems), "percentiles": args.percentiles,
             "rows": [{"stem": s, "rmse": round(rmse[s], 3)} for s in chosen],
             "mean_image_rmse": round(float(np.mean(list(rmse.values()))), 3)}

@@ -580,13 +580,9 @@ def test_flow_filter_blend_by_hand_with_a_fixed_flow():
     assert np.array_equal(stabilize(clip, "flow", rgbs, scale="none"), np.stack([by_hand(d, r) for d, r in zip(clip, rgbs)]))
     plain = FlowStabilizer()
     assert np.array_equal(stabilize(clip, "flow", rgbs, k=np.eye(3) * 50), np.stack([plain(d, r) for d, r in zip(clip, rgbs)]))
-    assert np.array_equal(stabilize(clip, "offline"), stabilize_offline_default(clip))
-
-
-def stabilize_offline_default(clip):
     from depthforge.video.stabilize import stabilize_offline
 
-    return stabilize_offline(clip, 2.0)
+    assert np.array_equal(stabilize(clip, "offline"), stabilize_offline(clip, 2.0))
 
 
 def test_warp_marks_samples_inside_the_frame_and_interpolates_in_float(monkeypatch):
@@ -622,7 +618,7 @@ def test_warp_marks_samples_inside_the_frame_and_interpolates_in_float(monkeypat
         warp(img, flow)
 
 
-def test_pose_filter_by_hand_on_a_plane_below_one_metre():
+def test_pose_filter_by_hand_on_a_plane_below_one_metre(monkeypatch):
     from depthforge.video.stabilize import FlowStabilizer, optical_flow, stabilize
 
     # a textured wall 0.5 m away; the camera steps 2.5 cm right, so every pixel's match is 2 px to its right
@@ -641,17 +637,12 @@ def test_pose_filter_by_hand_on_a_plane_below_one_metre():
     assert filt.poses_found == 1 and out.dtype == np.float32
     assert np.allclose(out, z * 1.2 ** 0.7, rtol=1e-4)
     # stabilize(): the intrinsics turn pose on for mode "pose" only
-    import depthforge.video.stabilize as st
-
-    real = st.optical_flow
-    try:
-        st.optical_flow = lambda method="farneback": shift
-        clip, rgbs = np.stack([d1, d2]), np.stack([rgb1, rgb2])
-        assert np.allclose(stabilize(clip, "pose", rgbs, scale="none", k=k)[1], out)
-        flow_only = stabilize(clip, "flow", rgbs, scale="none", k=k)[1]
-        assert not np.allclose(flow_only, out, rtol=1e-3)
-    finally:
-        st.optical_flow = real
+    monkeypatch.setattr("depthforge.video.stabilize.optical_flow", lambda method="farneback": shift)
+    clip, rgbs = np.stack([d1, d2]), np.stack([rgb1, rgb2])
+    assert np.allclose(stabilize(clip, "pose", rgbs, scale="none", k=k)[1], out)
+    flow_only = stabilize(clip, "flow", rgbs, scale="none", k=k)[1]
+    assert not np.allclose(flow_only, out, rtol=1e-3)
+    monkeypatch.undo()
     a_img = np.random.default_rng(1).integers(0, 255, (32, 48, 3), dtype=np.uint8)
     assert np.array_equal(optical_flow()(a_img, np.roll(a_img, 2, 1)), optical_flow("farneback")(a_img, np.roll(a_img, 2, 1)))
 
