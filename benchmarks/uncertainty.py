@@ -19,17 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 
-import numpy as np
 import torch
 
 from _results import RESULTS, save_results  # benchmarks/_results.py (scripts run from the repository root)
 
 from depthforge.evaluation import get_protocol
 from depthforge.evaluation.report import evaluate_sources
+from depthforge.export.onnx import latency_ms
 from depthforge.sources import load_checkpoint
 from depthforge.viz.plots import plot_sparsification
 
@@ -38,15 +36,7 @@ METRICS = ("rmse", "ssim", "abs_rel", "delta1", "ause_rmse", "coverage_1sigma", 
 
 
 def per_image_ms(model: torch.nn.Module, runs: int) -> float:
-    x = torch.rand(1, 3, 144, 256)
-    with torch.inference_mode():
-        model(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return latency_ms(model, (144, 256), runs)
 
 
 def named(text: str) -> tuple[str, str]:

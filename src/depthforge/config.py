@@ -150,6 +150,11 @@ class TrainConfig:
     ckpt_every_steps: int | None = None
     # A NaN/inf loss: stop with a message naming the step and the batch's stems, or skip the batch.
     nan_policy: str = "stop"
+    # Quantisation-aware fine-tuning (extra qat, NNCF): batch norms folded, fake INT8 quantisers inserted with ranges
+    # calibrated on qat_calibration training images, then trained with the weights; start it from a trained model
+    # (model.init_from=RUN/checkpoints/last.ckpt); `depthforge export` then writes an INT8 ONNX / OpenVINO file.
+    qat: bool = False
+    qat_calibration: int = 64
     # Experiment trackers: csv (RUN/metrics.csv), tensorboard (RUN/tb), mlflow (extra mlflow; default store
     # sqlite:///RUN/mlflow.db), wandb (extra wandb; WANDB_MODE=offline keeps it local).
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])

@@ -7,13 +7,18 @@ from pathlib import Path
 
 from depthforge.cli.common import UsageError, positive_int, subparser
 
+QAT_TOL = 0.02  # a QAT checkpoint's parity tolerance, as a share of data.max_depth
 
 def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "export", parents, "export a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
-    p.add_argument("--format", default="onnx", choices=["onnx", "torch"], help="onnx (ONNX Runtime) or torch (.pt2)")
-    p.add_argument("--out", required=True, help="output path (suffix .onnx / .pt2 is set)")
-    p.add_argument("--tol", type=float, default=1e-4, help="largest allowed |exported - eager|")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "torch"],
+                   help="onnx (ONNX Runtime, OpenVINO), openvino (IR .xml + .bin: the INT8 form of a QAT checkpoint "
+                        "for OpenVINO) or torch (.pt2)")
+    p.add_argument("--out", required=True, help="output path (suffix .onnx / .xml / .pt2 is set)")
+    p.add_argument("--tol", type=float, help="largest allowed |exported - eager| in metres (default 1e-4; a QAT "
+                                             "checkpoint's INT8 file: 2 %% of data.max_depth, as runtimes round "
+                                             "INT8 a little differently)")
     p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (ONNX Runtime quantisation), scored "
                                                        "against the fp32 export on the model's val split")
     p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
@@ -27,6 +32,12 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--quant-exclude", choices=["none", "ends", "decoder"], default="none",  # quantize.EXCLUDES
                    help="layers kept in fp32: ends = the first convolution and everything from the last one on (the "
                         "depth head); decoder = everything but the encoder (only the encoder runs in INT8)")
+    p.add_argument("--sensitivity", action="store_true", help="static INT8: report the RMSE change when each block "
+                   "alone is INT8 (scored on training images the calibration did not use)")
+    p.add_argument("--max-rmse-delta", type=float, metavar="M", help="static INT8: keep the most sensitive blocks in "
+                   "fp32 until INT8 costs at most M metres of RMSE on those images (implies --sensitivity); the "
+                   "report says what the choice costs in speed")
+    p.add_argument("--selection-n", type=positive_int, default=48, help="--sensitivity: images it scores on")
     p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
     p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
     p.add_argument("--check-images", metavar="DIR", help="a few images unlike the training data (your own photos) on "
@@ -42,13 +53,26 @@ def run(args: argparse.Namespace) -> int:
 
     if args.quantize and args.format != "onnx":
         raise UsageError("--quantize int8 needs --format onnx")
+    if (args.sensitivity or args.max_rmse_delta is not None) and args.quant_mode != "static" or \
+            (args.sensitivity or args.max_rmse_delta is not None) and not args.quantize:
+        raise UsageError("--sensitivity and --max-rmse-delta need --quantize int8 --quant-mode static")
+    if args.max_rmse_delta is not None and args.max_rmse_delta < 0:
+        raise UsageError(f"--max-rmse-delta {args.max_rmse_delta}: give the RMSE INT8 may add, in metres (>= 0)")
+    from depthforge.export.qat import quantizers
+
     model, cfg = load_checkpoint(args.checkpoint)
+    qat = bool(cfg.train.qat and quantizers(model))
+    if qat and args.quantize:
+        raise UsageError(f"{args.checkpoint}: a QAT checkpoint exports as INT8 by itself; drop --quantize")
+    if args.tol is None:
+        args.tol = QAT_TOL * cfg.data.max_depth if qat else 1e-4
     out = Path(args.out)
     if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
         out = out.with_suffix(".onnx")
         fp32 = out.with_name(out.stem + ".fp32.onnx")
     path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
-    print(f"{path}: {'fp32, ' if args.quantize else ''}max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
+    kind = "fp32, " if args.quantize else "INT8 (QAT), " if qat and args.format != "torch" else ""
+    print(f"{path}: {kind}max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
     if args.quantize:
         try:
             return _quantize(args, cfg, path, out)
@@ -65,7 +89,10 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
 
     q = quantize_and_check(fp32, cfg, out, args.quant_mode, args.calibration, args.calibration_n,
                            args.calibration_method, args.quant_exclude, args.accuracy_protocol, args.accuracy_split,
-                           not args.no_accuracy, "depthforge " + " ".join(args.argv), args.check_images)
+                           not args.no_accuracy, "depthforge " + " ".join(args.argv), args.check_images,
+                           args.sensitivity, args.max_rmse_delta, args.selection_n)
+    if q.sensitivity is not None:
+        print(q.sensitivity.table())
     calibrated = f", calibrated on {q.calibration_images} images" if q.calibration_images else ""
     print(f"{q.path}: INT8 ({args.quant_mode}{calibrated})")
     if q.record is not None:
@@ -73,7 +100,9 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
         print("int8 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in q.record["delta"].items()
                                           if k in ("rmse", "ssim", "abs_rel", "delta1")) + f" (stored in {q.path.name})")
     if q.drift is not None:
-        for name, d in (("calibration images", q.drift["calibration"]), ("held-out images", q.drift["held_out"])):
+        for name, d in (("calibration images", q.drift["calibration"]), ("val images", q.drift["val"]),
+                        ("held-out images", q.drift["held_out"])):
             print(f"int8 vs fp32 depth on {d['n']} {name}: mean |difference| {d['mean_abs_m']:.3g} m "
-                  f"({100 * d['mean_rel']:.2f} %), largest {d['max_abs_m']:.3g} m")
+                  f"({100 * d['mean_rel']:.2f} %), 99th percentile {d['p99_abs_m']:.3g} m, largest "
+                  f"{d['max_abs_m']:.3g} m")
     return 0

@@ -109,6 +109,10 @@ class CheckpointMetadata(L.Callback):
                                     "resolved": {"warmup_steps": warmup_steps(cfg.optim, steps),
                                                  "ema_decay": ema_decay(cfg.train.ema_decay, cfg.train.ema_fraction,
                                                                         steps)}}
+        if cfg.train.qat:  # where the fake quantisers sit: the checkpoint loads, resumes and exports without its run
+            from depthforge.export.qat import qat_state
+
+            checkpoint["depthforge"]["qat"] = qat_state(pl_module.model)
         checkpoint["rng"] = rng_state()
         # Plain dict: Lightning's AttributeDict would not pass torch.load(weights_only=True).
         checkpoint["hyper_parameters"] = dict(checkpoint.get("hyper_parameters", {}))

@@ -72,6 +72,27 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
         raise
 
 
+def _qat_model(model, cfg: Config, resume_from: Path | None):
+    """The model with NNCF's fake quantisers: calibrated on the first ``train.qat_calibration`` training images, or
+    (resuming) placed as the checkpoint's QAT state says, for its weights and ranges to load into."""
+    import torch
+
+    from depthforge.data.transforms import model_input
+    from depthforge.export.qat import prepare_qat, qat_example, restore_qat
+    from depthforge.sources.checkpoint import qat_state_of
+
+    if resume_from is not None:
+        return restore_qat(model, qat_state_of(resume_from), qat_example(cfg.data))
+    if not cfg.model.init_from:
+        log.warning("train.qat=true without model.init_from: quantisation-aware training of an untrained model; "
+                    "start it from a trained one (model.init_from=RUN/checkpoints/last.ckpt)")
+    images = build_dataset(cfg.data, cfg.data.train_split, train=False)
+    batches = [model_input(images[i]["image"][None], cfg.data) for i in range(min(cfg.train.qat_calibration,
+                                                                                 len(images)))]
+    with torch.no_grad():
+        return prepare_qat(model, batches, batches[0])
+
+
 def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | None) -> Path:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +111,10 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         trainer_callbacks.append(EpochLine())
     trainer_callbacks.append(LastCheckpoint(ckpt_dir / "last.ckpt", t.ckpt_every_steps))
     length: dict[str, ScheduleLength] = {}  # the module's, once it exists: a budget re-fits it during the run
-    if t.ema_decay:
+    if t.ema_decay and t.qat:
+        log.info("QAT: no weight averaging (train.ema_decay is ignored): the fake quantisers' ranges are trained "
+                 "with the weights, and an average of them is not a model they were calibrated for")
+    if t.ema_decay and not t.qat:
         from lightning.pytorch.callbacks import WeightAveraging
 
         def decay() -> float:
@@ -156,7 +180,8 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
              "the GPU" if trainer.accelerator.__class__.__name__.startswith("CUDA") else "the CPU")
     log.info("schedule: %d steps planned%s; warm-up %d steps; EMA decay %s", total_steps,
              f" (re-fitted to the {t.max_minutes:g}-minute budget as the run goes)" if t.max_minutes else "",
-             warmup_steps(cfg.optim, total_steps), _decay_text(ema_decay(t.ema_decay, t.ema_fraction, total_steps)))
+             warmup_steps(cfg.optim, total_steps),
+             _decay_text(None if t.qat else ema_decay(t.ema_decay, t.ema_fraction, total_steps)))
     if module.cfg.model.kwargs != cfg.model.kwargs:  # the model added what rebuilds it offline (hf configs)
         cfg.model.kwargs = module.cfg.model.kwargs
         if trainer.is_global_zero and not resume:
@@ -167,6 +192,8 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         init_from_pretrained(module.model, cfg.model.pretrained[3:])
     if cfg.model.init_from and not resume:
         init_weights_from(module.model, cfg.model.init_from)
+    if t.qat:
+        module.model = _qat_model(module.model, cfg, ckpt_dir / "last.ckpt" if resume else None)
     if trainer.is_global_zero:
         log_run_files(loggers, out)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_dir / "last.ckpt" if resume else None)

@@ -27,20 +27,52 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, o
     """Write an ONNX graph with dynamic N/H/W (TorchScript-based exporter: no onnxscript dependency)."""
     import onnx
 
+    from depthforge.export.qat import qdq_export, quantizers
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
+    qat = bool(quantizers(model)) and qdq_export(model)  # a QAT model: its quantisers as QuantizeLinear pairs
     x = torch.rand(1, 3, *PARITY_SIZES[0])
     dyn = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter warns about traced shape arithmetic it handles correctly
         torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["depth"],
                           dynamic_axes={"image": dyn, "depth": dyn}, opset_version=opset, dynamo=False)
-    if cfg is not None:
+    entries = {"depthforge_config": json.dumps(cfg.to_dict())} if cfg is not None else {}
+    if qat:
+        entries["depthforge_qat"] = json.dumps({"quantizers": qat, "format": "QDQ (NNCF, trained ranges)"})
+    if entries:
         proto = onnx.load(str(path))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "depthforge_config", json.dumps(cfg.to_dict())
+        for key, value in entries.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save(proto, str(path))
+    return path
+
+
+def export_openvino(model: nn.Module, path: str | Path, cfg: Config | None = None) -> Path:
+    """OpenVINO IR (``.xml`` + ``.bin``) converted from the PyTorch model itself (``openvino.convert_model``), with
+    dynamic batch, height and width and the config in its runtime info; a QAT model's quantisers become OpenVINO
+    FakeQuantize operations, which its CPU plugin runs in INT8."""
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise ImportError("OpenVINO IR export needs openvino: pip install 'depthforge[openvino]'") from err
+    path = Path(path).with_suffix(".xml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracing warnings about shape arithmetic it handles
+        ir = ov.convert_model(model, example_input=torch.rand(1, 3, *PARITY_SIZES[0]),
+                              input=[ov.PartialShape([-1, 3, -1, -1])])
+    if cfg is not None:
+        ir.set_rt_info(json.dumps(cfg.to_dict()), "depthforge_config")
+    from depthforge.export.qat import quantizers
+
+    if quantizers(model):
+        ir.set_rt_info(json.dumps({"quantizers": len(quantizers(model))}), "depthforge_qat")
+    ov.save_model(ir, str(path), compress_to_fp16=False)
     return path
 
 
@@ -109,16 +141,26 @@ class OpenVINOModel(_Runner):
             import openvino as ov
         except ImportError as err:
             raise ImportError("the OpenVINO backend needs openvino: pip install 'depthforge[openvino]'") from err
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if Path(path).suffix == ".xml":  # OpenVINO IR (export --format openvino)
+            ir = ov.Core().read_model(str(path))
+            self.config = (load_config(base=json.loads(ir.get_rt_info("depthforge_config").astype(str)))
+                           if ir.has_rt_info("depthforge_config") else None)
+            self.compiled = ov.Core().compile_model(ir, "CPU", config)
+            self.request = self.compiled.create_infer_request()
+            return
         import onnx
 
         meta = {e.key for e in onnx.load(str(path), load_external_data=False).metadata_props}
+        if "depthforge_qat" in meta and not allow_int8:
+            raise ValueError(f"{path}: a QAT INT8 (QDQ) file, for ONNX Runtime; OpenVINO runs the same model from "
+                             "its own IR: depthforge export --format openvino (a .xml file)")
         if "depthforge_quantization" in meta and not allow_int8:
             raise ValueError(f"{path}: an INT8 (QDQ) file; OpenVINO runs it fast but its depth was wrong on the "
                              "recipe model (RMSE 11 m against 2.7 m through ONNX Runtime, BENCHMARKS.md 'INT8 on the "
                              "CPU'); run it with --backend onnxruntime, or the fp32 file with openvino")
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.config = onnx_config(path)
@@ -130,7 +172,10 @@ class OpenVINOModel(_Runner):
 
 def onnx_runner(path: str | Path, backend: str = "onnxruntime", threads: int | None = None,
                 opt_level: str = "all") -> _Runner:
-    """An exported ONNX file ready to run on the CPU with ``backend`` (one of :data:`BACKENDS`)."""
+    """An exported ONNX file (or OpenVINO IR ``.xml``) ready to run on the CPU with ``backend`` (one of
+    :data:`BACKENDS`)."""
+    if Path(path).suffix == ".xml" and backend != "openvino":
+        raise ValueError(f"{path}: an OpenVINO IR; run it with --backend openvino (ONNX Runtime reads .onnx files)")
     if backend == "onnxruntime":
         return OnnxModel(path, threads, opt_level)
     if backend == "openvino":
@@ -156,6 +201,23 @@ def export_torch(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
+def latency_ms(run, size: tuple[int, int] = (144, 256), runs: int = 10, batch: int = 1) -> float:
+    """Median time (ms) of one call of ``run`` (an eager model or an exported runner) on a random batch at
+    ``size``, after a warm-up."""
+    import statistics
+    import time
+
+    x = torch.rand(batch, 3, *size)
+    times = []
+    with torch.inference_mode():
+        run(x)
+        for _ in range(runs):
+            start = time.perf_counter()
+            run(x)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def check_parity(reference: nn.Module, exported, sizes=PARITY_SIZES, tol: float = 1e-4) -> float:
     """Max absolute difference over random inputs of ``sizes``; raises :class:`ParityError` above ``tol``."""
     worst = 0.0
@@ -172,14 +234,17 @@ def check_parity(reference: nn.Module, exported, sizes=PARITY_SIZES, tol: float 
 
 def export_checked(model: nn.Module, cfg: Config, out: str | Path, fmt: str = "onnx", tol: float = 1e-4
                    ) -> tuple[Path, float]:
-    """``out`` as ONNX (``.onnx``, the config inside) or torch.export (``.pt2``), and the parity check's max
-    |exported - eager| (a :class:`ParityError` above ``tol``)."""
+    """``out`` as ONNX (``.onnx``, the config inside), OpenVINO IR (``.xml``) or torch.export (``.pt2``), and the
+    parity check's max |exported - eager| (a :class:`ParityError` above ``tol``)."""
     out = Path(out)
     if fmt == "onnx":
         path = export_onnx(model, out.with_suffix(".onnx"), cfg)
         return path, check_parity(model, OnnxModel(path), tol=tol)
+    if fmt == "openvino":
+        path = export_openvino(model, out, cfg)
+        return path, check_parity(model, OpenVINOModel(path), tol=tol)
     if fmt != "torch":
-        raise ValueError(f"export format '{fmt}': choose onnx or torch")
+        raise ValueError(f"export format '{fmt}': choose onnx, openvino or torch")
     path = export_torch(model, out.with_suffix(".pt2"))
     m = model.multiple
     return path, check_parity(model, torch.export.load(str(path)).module(), sizes=((5 * m, 8 * m), (3 * m, 4 * m)),

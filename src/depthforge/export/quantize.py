@@ -95,15 +95,48 @@ def end_nodes(path: str | Path) -> list[str]:
     return names
 
 
+def block_of(node_name: str) -> str:
+    """The block a node belongs to: its module path without the last module (``/encoder/model/blocks.3/blocks.3.1``
+    for ``/encoder/model/blocks.3/blocks.3.1/conv_dw/Conv``: one MBConv or residual block, one decoder layer);
+    ``/`` for the model's own top-level operations (e.g. the depth scaling after the head)."""
+    modules = node_name.strip("/").split("/")[:-1]
+    return "/" + "/".join(modules[:-1] if len(modules) > 1 else modules)
+
+
+def blocks(path: str | Path) -> dict[str, list[str]]:
+    """Every node name by :func:`block_of`, blocks in graph order: the units whose INT8 error the sensitivity
+    report measures one at a time (together they cover the graph, so keeping all of them in fp32 is fp32)."""
+    import onnx
+
+    grouped: dict[str, list[str]] = {}
+    for node in onnx.load(str(path)).graph.node:
+        if not node.name:
+            raise ValueError(f"{path}: unnamed nodes; export it with depthforge export to name them")
+        grouped.setdefault(block_of(node.name), []).append(node.name)
+    return grouped
+
+
+def quant_pre_process_model(fp32: str | Path, out: str | Path) -> Path:
+    """Shape inference and graph clean-up, as ONNX Runtime recommends before quantising; the names stay."""
+    from onnxruntime.quantization import quant_pre_process
+
+    quant_pre_process(str(fp32), str(out), skip_symbolic_shape=True)
+    return Path(out)
+
+
 def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "static",
                   images: list[torch.Tensor] | None = None, calibration_method: str = "minmax",
-                  exclude: str = "none") -> Path:
+                  exclude: str = "none", keep_fp32: list[str] | None = None,
+                  only: list[str] | None = None, preprocess: bool = True) -> Path:
     """Write the INT8 model of the fp32 ONNX file ``fp32`` to ``out``; its metadata says how it was made.
 
     ``calibration_method`` (static): one of :data:`CALIBRATION_METHODS`; ``exclude``: ``none``, ``ends``
-    (:func:`end_nodes` stay fp32) or ``decoder`` (:func:`decoder_nodes` stay fp32: only the encoder is INT8)."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_dynamic, quantize_static)
+    (:func:`end_nodes` stay fp32) or ``decoder`` (:func:`decoder_nodes` stay fp32: only the encoder is INT8);
+    ``keep_fp32``: more node names kept in fp32 (e.g. the blocks the sensitivity report chose); ``only``: quantise
+    these nodes and no other (one block at a time, for the sensitivity report); ``preprocess=False``: ``fp32`` has
+    been through :func:`quant_pre_process_model` already (the sensitivity report does it once for its many files)."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
 
     if mode not in MODES:
         raise ValueError(f"quantisation mode '{mode}': choose from {MODES}")
@@ -115,22 +148,24 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
               "entropy": CalibrationMethod.Entropy}[calibration_method]
     skipped: list[str] = []
     fp32, out = Path(fp32), Path(out)
-    prepared = out.with_name(out.stem + ".pre.onnx")
+    prepared = out.with_name(out.stem + ".pre.onnx") if preprocess else fp32
     try:
-        # Shape inference and graph clean-up first, as ONNX Runtime recommends before quantising.
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        if preprocess:
+            quant_pre_process_model(fp32, prepared)
         skipped = {"none": lambda _: [], "ends": end_nodes, "decoder": decoder_nodes}[exclude](prepared)
+        skipped = list(dict.fromkeys([*skipped, *(keep_fp32 or [])]))
         if mode == "static":
             if not images:
                 raise DataError("static INT8 needs calibration images (e.g. --calibration DIR)")
             quantize_static(str(prepared), str(out), _Reader(images, cfg), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method, nodes_to_exclude=skipped)
+                            calibrate_method=method, nodes_to_exclude=skipped, nodes_to_quantize=only)
         else:
             quantize_dynamic(str(prepared), str(out), per_channel=True, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=skipped)
+                             nodes_to_exclude=skipped, nodes_to_quantize=only)
     finally:
-        prepared.unlink(missing_ok=True)
+        if preprocess:
+            prepared.unlink(missing_ok=True)
     import onnx
 
     inherited = {e.key: e.value for e in onnx.load(str(fp32)).metadata_props}  # the depthforge config
@@ -139,7 +174,8 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
         "activations": f"uint8, {calibration_method}-calibrated" if mode == "static" else "computed at run time",
         "calibration_images": len(images or []) if mode == "static" else 0,
         "calibration_method": calibration_method if mode == "static" else None,
-        "excluded": exclude, "excluded_nodes": len(skipped)})})
+        "excluded": exclude, "excluded_nodes": len(skipped), "kept_fp32": sorted({block_of(n) for n in keep_fp32 or []}),
+        "only_nodes": len(only) if only is not None else None})})
     return out
 
 

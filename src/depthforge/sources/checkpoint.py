@@ -62,8 +62,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     cfg = load_config(base=ckpt["depthforge"]["config"])
     # The trained weights replace any pretrained ones, so never download here.
     model = model_from_config(cfg.model, cfg.data.max_depth, pretrained="none")
+    if ckpt["depthforge"].get("qat"):  # a quantisation-aware run: its fake quantisers first, then their weights
+        from depthforge.export.qat import qat_example, restore_qat
+
+        model = restore_qat(model, ckpt["depthforge"]["qat"], qat_example(cfg.data))
     model.load_state_dict(_model_state(ckpt))
     return model.to(device).eval(), cfg
+
+
+def qat_state_of(path: str | Path) -> dict:
+    """The QAT state (:func:`depthforge.export.qat.qat_state`) a checkpoint of a ``train.qat=true`` run holds."""
+    state = _read(Path(path))["depthforge"].get("qat")
+    if not state:
+        raise CheckpointError(f"{path}: no QAT state; it was not written by a train.qat=true run")
+    return state
 
 
 class Ensemble(nn.Module):

@@ -150,9 +150,9 @@ def protocol_for(protocol: Any, kind: str) -> tuple[Any, str | None]:
 
 
 def spec_from(where: str | Path | dict, **options: Any) -> dict:
-    """The source spec of a path or id: a ``.ckpt`` (or a list of them: an ensemble), an ``.onnx``, a shared
-    depthforge folder or Hub repo id, or a prefixed ``hf:`` / ``marigold:`` / ``depthforge:`` spec; a dict is taken
-    as a spec already. ``options`` (e.g. Marigold's ``ensemble_size``, an ONNX ``backend``) join the spec."""
+    """The source spec of a path or id: a ``.ckpt`` (or a list of them: an ensemble), an ``.onnx`` or OpenVINO
+    ``.xml``, a shared depthforge folder or Hub repo id, or a prefixed ``hf:`` / ``marigold:`` / ``depthforge:``
+    spec; a dict is taken as a spec already. ``options`` (e.g. Marigold's ``ensemble_size``, an ONNX ``backend``) join the spec."""
     if isinstance(where, dict):
         return {**where, **options}
     if isinstance(where, (list, tuple)):
@@ -163,6 +163,8 @@ def spec_from(where: str | Path | dict, **options: Any) -> dict:
     path = Path(text)
     if path.suffix == ".onnx":
         return {"onnx": text, **options}
+    if path.suffix == ".xml":  # an OpenVINO IR (export --format openvino): the file format of that runtime only
+        return {"onnx": text, "backend": "openvino", **options}
     if path.suffix == ".ckpt" or path.is_file():
         return {"checkpoint": text, **options}
     return {"model": f"depthforge:{text}", **options}  # a shared folder, or the Hub repo id of one

@@ -1,0 +1,153 @@
+"""INT8 that keeps the accuracy (#41): fp32 vs post-training INT8 (every layer, and with the sensitivity report's
+fp32 choice) vs quantisation-aware fine-tuning, in ONNX Runtime and OpenVINO, on one CPU.
+
+    python benchmarks/int8_accuracy.py --checkpoint RUN/checkpoints/last.ckpt --qat QAT_RUN/checkpoints/last.ckpt \
+        --data DATA/DepthEstimationUnreal --name int8-accuracy-cpu
+
+Rows: the fp32 export in ONNX Runtime and OpenVINO; static INT8 of every layer (ONNX Runtime, MinMax, calibrated on
+the first ``--calibration-n`` training images); the same with the blocks the sensitivity report keeps in fp32 to stay
+within ``--max-rmse-delta`` on ``--selection-n`` further training images (``depthforge export --quantize int8
+--max-rmse-delta``); the QAT checkpoint (``train.qat=true``) as its INT8 QDQ ONNX file (ONNX Runtime) and its
+OpenVINO IR (OpenVINO). Columns: challenge-protocol RMSE / SSIM on the val split; the depth difference to fp32 in
+metres (mean and 99th percentile) on 16 val images and on rendered rooms and streets no training set holds (out of
+domain); latency at 144x256, batch 1, as a ratio to the fastest fp32 backend measured in the same run (median of
+``--runs``, the runners timed in turns). Writes benchmarks/results/<--name>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
+
+from depthforge.data import build_dataset
+from depthforge.evaluation import get_protocol
+from depthforge.evaluation.quantized import rendered_held_out, sensitivity
+from depthforge.evaluation.report import evaluate_sources
+from depthforge.export.onnx import OnnxModel, OpenVINOModel, export_onnx, export_openvino
+from depthforge.export.quantize import quantize_onnx
+from depthforge.predict.tta import predict_native
+from depthforge.sources import load_checkpoint
+
+
+def vector_extensions() -> str:
+    """The CPU's model and the SIMD extensions that matter for INT8 (from /proc/cpuinfo)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16"]
+    return f"{model}; {', '.join(f for f in wanted if f in flags) or 'no AVX2'}"
+
+
+def drift(reference, runner, images: list[torch.Tensor], cfg) -> dict:
+    """Mean and 99th percentile of |runner - reference| depth (m) over ``images`` (1, 3, H, W)."""
+    diffs = []
+    with torch.inference_mode():
+        for x in images:
+            diffs.append((predict_native(runner, x, cfg.data) - predict_native(reference, x, cfg.data)).abs().ravel())
+    every = torch.cat(diffs).double().numpy()
+    return {"mean_m": float(every.mean()), "p99_m": float(np.percentile(every, 99))}
+
+
+def timed(runners: dict, runs: int) -> dict[str, float]:
+    """Median ms per image (batch 1, 144x256) of each runner, timed in turns so that load drifts hit all alike."""
+    x = torch.rand(1, 3, 144, 256)
+    times = {name: [] for name in runners}
+    with torch.inference_mode():
+        for run in runners.values():
+            run(x)
+        for _ in range(runs):
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run(x)
+                times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="the fp32 model")
+    parser.add_argument("--qat", help="its train.qat=true fine-tuning (optional)")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--calibration-n", type=int, default=100)
+    parser.add_argument("--selection-n", type=int, default=48)
+    parser.add_argument("--max-rmse-delta", type=float, default=0.02)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--name", default="int8-accuracy")
+    args = parser.parse_args()
+    command = "python " + " ".join(sys.argv)
+    threads = torch.get_num_threads()
+    model, cfg = load_checkpoint(args.checkpoint)
+    cfg.data.root, cfg.data.name = args.data, "challenge"
+    tmp = Path(tempfile.mkdtemp())
+    fp32 = export_onnx(model, tmp / "fp32.onnx", cfg)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
+    images = [train_set[i]["image"] for i in range(args.calibration_n)]
+    selection = Subset(train_set, range(args.calibration_n, args.calibration_n + args.selection_n))
+    challenge = get_protocol("challenge")
+    start = time.perf_counter()
+    report = sensitivity(fp32, cfg, images, selection, challenge, args.max_rmse_delta,
+                         where=f"{args.selection_n} training images after the calibration's")
+    sensitivity_minutes = (time.perf_counter() - start) / 60
+    print(report.table())
+    files = {"ort-int8-ptq-all": (quantize_onnx(fp32, tmp / "all.onnx", cfg, "static", images), "onnxruntime"),
+             "ort-int8-ptq-sensitivity": (quantize_onnx(fp32, tmp / "chosen.onnx", cfg, "static", images,
+                                                        keep_fp32=report.kept_nodes),
+                                          "onnxruntime")}
+    runners = {"ort-fp32": OnnxModel(fp32, threads=threads), "openvino-fp32": OpenVINOModel(fp32, threads=threads)}
+    sources = {"ort-fp32": (fp32, "onnxruntime"), "openvino-fp32": (fp32, "openvino")}
+    for name, (path, backend) in files.items():
+        runners[name] = OnnxModel(path, threads=threads)
+        sources[name] = (path, backend)
+    if args.qat:
+        qat_model, qat_cfg = load_checkpoint(args.qat)
+        qdq = export_onnx(qat_model, tmp / "qat.onnx", qat_cfg)
+        ir = export_openvino(qat_model, tmp / "qat.xml", qat_cfg)
+        runners["ort-int8-qat"] = OnnxModel(qdq, threads=threads)
+        runners["openvino-int8-qat"] = OpenVINOModel(ir, threads=threads)
+        sources.update({"ort-int8-qat": (qdq, "onnxruntime"), "openvino-int8-qat": (ir, "openvino")})
+    ms = timed(runners, args.runs)
+    fastest = min(ms["ort-fp32"], ms["openvino-fp32"])
+    cards = evaluate_sources([{"onnx": str(p), "backend": b, "threads": threads} for p, b in sources.values()],
+                             challenge, args.data, "val", command=command)
+    val_set = build_dataset(cfg.data, "val", train=False)
+    val_images = [val_set[i]["image"][None] for i in range(16)]
+    ood = [torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255 for im in rendered_held_out(8)]
+    reference = runners["ort-fp32"]
+    rows = {}
+    for (name, runner), card in zip(runners.items(), cards):
+        rows[name] = {"ms": ms[name], "x_fastest_fp32": fastest / ms[name],
+                      "rmse": card["metrics"]["rmse"], "ssim": card["metrics"]["ssim"],
+                      "val_drift": drift(reference, runner, val_images, cfg),
+                      "ood_drift": drift(reference, runner, ood, cfg)}
+    base = rows["ort-fp32"]["rmse"]
+    head = ("| variant | val RMSE | Δ RMSE vs fp32 | val SSIM | val |Δdepth| mean / p99 (m) | out-of-domain "
+            "|Δdepth| mean / p99 (m) | speed, batch 1 (x fastest fp32) |\n|---|---|---|---|---|---|---|")
+    lines = [head] + [f"| {n} | {r['rmse']:.3f} | {r['rmse'] - base:+.3f} | {r['ssim']:.3f} | "
+                      f"{r['val_drift']['mean_m']:.3f} / {r['val_drift']['p99_m']:.3f} | "
+                      f"{r['ood_drift']['mean_m']:.3f} / {r['ood_drift']['p99_m']:.3f} | {r['x_fastest_fp32']:.2f} |"
+                      for n, r in rows.items()]
+    table = "\n".join(lines)
+    print(table)
+    meta = {"command": command, "machine": f"{vector_extensions()}; {threads} threads, torch {torch.__version__}",
+            "size": "144x256", "calibration_images": args.calibration_n, "selection_images": args.selection_n,
+            "budget_m": args.max_rmse_delta, "sensitivity_minutes": sensitivity_minutes,
+            "fastest_fp32_ms": fastest, "fastest_fp32": min(("ort-fp32", "openvino-fp32"), key=ms.get)}
+    save_results(args.name, table + "\n\n" + report.table(), meta, {"rows": rows, "sensitivity": report.to_dict()})
+
+
+if __name__ == "__main__":
+    main()
