@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from depthforge.data import build_dataset
 from depthforge.evaluation import get_protocol
 from depthforge.evaluation.quantized import rendered_held_out, sensitivity
 from depthforge.evaluation.report import evaluate_sources
-from depthforge.export.onnx import OnnxModel, OpenVINOModel, export_onnx, export_openvino
+from depthforge.export.onnx import OnnxModel, OpenVINOModel, export_onnx, export_openvino, latency_ms
 from depthforge.export.quantize import quantize_onnx
 from depthforge.predict.tta import predict_native
 from depthforge.sources import load_checkpoint
@@ -63,18 +62,55 @@ def drift(reference, runner, images: list[torch.Tensor], cfg) -> dict:
 
 
 def timed(runners: dict, runs: int) -> dict[str, float]:
-    """Median ms per image (batch 1, 144x256) of each runner, timed in turns so that load drifts hit all alike."""
-    x = torch.rand(1, 3, 144, 256)
-    times = {name: [] for name in runners}
-    with torch.inference_mode():
-        for run in runners.values():
-            run(x)
-        for _ in range(runs):
-            for name, run in runners.items():
-                start = time.perf_counter()
-                run(x)
-                times[name].append(time.perf_counter() - start)
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+    """Median ms per image (batch 1, 144x256) of each runner, one runner after the other, each after a pause and a
+    warm-up. (Timed in turns instead, ONNX Runtime sessions' spinning worker threads took the cores from whichever
+    runner came next: a first run of this script measured the INT8 files slower than fp32 that way.)"""
+    ms = {}
+    for name, run in runners.items():
+        time.sleep(1.0)
+        ms[name] = latency_ms(run, (144, 256), runs)
+    return ms
+
+
+def files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """The variants' files in a --keep folder: name -> (path, backend)."""
+    found = {"ort-fp32": ("fp32.onnx", "onnxruntime"), "openvino-fp32": ("fp32.onnx", "openvino"),
+             "ort-int8-ptq-all": ("all.onnx", "onnxruntime"), "ort-int8-ptq-sensitivity": ("chosen.onnx", "onnxruntime"),
+             "ort-int8-qat": ("qat.onnx", "onnxruntime"), "openvino-int8-qat": ("qat.xml", "openvino")}
+    return {k: (folder / f, b) for k, (f, b) in found.items() if (folder / f).is_file()}
+
+
+def runner(path: Path, backend: str, threads: int):
+    return OnnxModel(path, threads=threads) if backend == "onnxruntime" else OpenVINOModel(path, threads=threads)
+
+
+def retime(args, threads: int) -> None:
+    """--timing-only: time the files a --keep folder holds again and rewrite the saved results' speed column."""
+    import json
+
+    from _results import RESULTS
+
+    saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+    rows = saved["rows"]
+    ms = timed({name: runner(p, b, threads) for name, (p, b) in files(Path(args.timing_only)).items()}, args.runs)
+    fastest = min(ms["ort-fp32"], ms["openvino-fp32"])
+    for name in rows:
+        rows[name].update({"ms": ms[name], "x_fastest_fp32": fastest / ms[name]})
+    meta = {**{k: v for k, v in saved.items() if k not in ("rows", "sensitivity")}, "timing_command": "python " + " ".join(sys.argv), "fastest_fp32_ms": fastest,
+            "fastest_fp32": min(("ort-fp32", "openvino-fp32"), key=ms.get)}
+    report = saved["sensitivity"]
+    save_results(args.name, table(rows), meta, {"rows": rows, "sensitivity": report})
+    print(table(rows))
+
+
+def table(rows: dict) -> str:
+    base = rows["ort-fp32"]["rmse"]
+    head = ("| variant | val RMSE | Δ RMSE vs fp32 | val SSIM | val depth diff. mean / p99 (m) | out-of-domain "
+            "depth diff. mean / p99 (m) | speed, batch 1 (x fastest fp32) |\n|---|---|---|---|---|---|---|")
+    return "\n".join([head] + [f"| {n} | {r['rmse']:.3f} | {r['rmse'] - base:+.3f} | {r['ssim']:.3f} | "
+                               f"{r['val_drift']['mean_m']:.3f} / {r['val_drift']['p99_m']:.3f} | "
+                               f"{r['ood_drift']['mean_m']:.3f} / {r['ood_drift']['p99_m']:.3f} | "
+                               f"{r['x_fastest_fp32']:.2f} |" for n, r in rows.items()])
 
 
 def main() -> None:
@@ -87,12 +123,18 @@ def main() -> None:
     parser.add_argument("--max-rmse-delta", type=float, default=0.02)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--name", default="int8-accuracy")
+    parser.add_argument("--keep", help="write the variants' files to this folder (default: a temporary one)")
+    parser.add_argument("--timing-only", metavar="DIR", help="only time the files of a --keep folder again and "
+                        "rewrite the speed column of results/<--name>.json")
     args = parser.parse_args()
     command = "python " + " ".join(sys.argv)
     threads = torch.get_num_threads()
+    if args.timing_only:
+        return retime(args, threads)
     model, cfg = load_checkpoint(args.checkpoint)
     cfg.data.root, cfg.data.name = args.data, "challenge"
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(args.keep or tempfile.mkdtemp())
+    tmp.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(model, tmp / "fp32.onnx", cfg)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
     images = [train_set[i]["image"] for i in range(args.calibration_n)]
@@ -133,20 +175,12 @@ def main() -> None:
                       "rmse": card["metrics"]["rmse"], "ssim": card["metrics"]["ssim"],
                       "val_drift": drift(reference, runner, val_images, cfg),
                       "ood_drift": drift(reference, runner, ood, cfg)}
-    base = rows["ort-fp32"]["rmse"]
-    head = ("| variant | val RMSE | Δ RMSE vs fp32 | val SSIM | val |Δdepth| mean / p99 (m) | out-of-domain "
-            "|Δdepth| mean / p99 (m) | speed, batch 1 (x fastest fp32) |\n|---|---|---|---|---|---|---|")
-    lines = [head] + [f"| {n} | {r['rmse']:.3f} | {r['rmse'] - base:+.3f} | {r['ssim']:.3f} | "
-                      f"{r['val_drift']['mean_m']:.3f} / {r['val_drift']['p99_m']:.3f} | "
-                      f"{r['ood_drift']['mean_m']:.3f} / {r['ood_drift']['p99_m']:.3f} | {r['x_fastest_fp32']:.2f} |"
-                      for n, r in rows.items()]
-    table = "\n".join(lines)
-    print(table)
+    print(table(rows))
     meta = {"command": command, "machine": f"{vector_extensions()}; {threads} threads, torch {torch.__version__}",
             "size": "144x256", "calibration_images": args.calibration_n, "selection_images": args.selection_n,
             "budget_m": args.max_rmse_delta, "sensitivity_minutes": sensitivity_minutes,
             "fastest_fp32_ms": fastest, "fastest_fp32": min(("ort-fp32", "openvino-fp32"), key=ms.get)}
-    save_results(args.name, table + "\n\n" + report.table(), meta, {"rows": rows, "sensitivity": report.to_dict()})
+    save_results(args.name, table(rows) + "\n\n" + report.table(), meta, {"rows": rows, "sensitivity": report.to_dict()})
 
 
 if __name__ == "__main__":
