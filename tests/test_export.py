@@ -324,3 +324,13 @@ def test_int8_sensitivity_keeps_the_most_sensitive_blocks_in_fp32_until_the_budg
     assert meta["depthforge_quantization"]["kept_fp32"] == sorted(report["chosen"])
     # ... and it scores what the report says it does (scored again here from the written file)
     assert onnx_rmse(out, samples, cfg, protocol) - report["fp32_rmse"] == pytest.approx(steps[-1]["delta"], abs=1e-6)
+
+
+@pytest.mark.parametrize("extra", [["--sensitivity"], ["--quantize", "int8", "--quant-mode", "dynamic",
+                                                       "--max-rmse-delta", "0.02"]])
+def test_the_sensitivity_report_asks_for_static_int8(tiny_run, tmp_path, capsys, extra):
+    from depthforge.cli import main
+
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m"), *extra]) == 2
+    assert "need --quantize int8 --quant-mode static" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.quantize and args.format != "onnx":
         raise UsageError("--quantize int8 needs --format onnx")
-    if (args.sensitivity or args.max_rmse_delta is not None) and args.quant_mode != "static" or \
-            (args.sensitivity or args.max_rmse_delta is not None) and not args.quantize:
+    chooses = args.sensitivity or args.max_rmse_delta is not None
+    if chooses and (not args.quantize or args.quant_mode != "static"):
         raise UsageError("--sensitivity and --max-rmse-delta need --quantize int8 --quant-mode static")
     if args.max_rmse_delta is not None and args.max_rmse_delta < 0:
         raise UsageError(f"--max-rmse-delta {args.max_rmse_delta}: give the RMSE INT8 may add, in metres (>= 0)")
