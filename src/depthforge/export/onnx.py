@@ -70,8 +70,9 @@ def export_openvino(model: nn.Module, path: str | Path, cfg: Config | None = Non
         ir.set_rt_info(json.dumps(cfg.to_dict()), "depthforge_config")
     from depthforge.export.qat import quantizers
 
-    if quantizers(model):
-        ir.set_rt_info(json.dumps({"quantizers": len(quantizers(model))}), "depthforge_qat")
+    found = quantizers(model)
+    if found:
+        ir.set_rt_info(json.dumps({"quantizers": len(found)}), "depthforge_qat")
     ov.save_model(ir, str(path), compress_to_fp16=False)
     return path
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -122,10 +123,10 @@ def qat_example(data_cfg) -> torch.Tensor:
 
 def quantizers(model: nn.Module) -> list[nn.Module]:
     """The NNCF fake quantisers inside ``model`` (none for an ordinary model)."""
-    try:
-        from nncf.torch.quantization.layers import BaseQuantizer
-    except ImportError:
+    if "nncf" not in sys.modules:  # no model holds NNCF quantisers before NNCF is imported: skip its slow import
         return []
+    from nncf.torch.quantization.layers import BaseQuantizer
+
     return [m for m in model.modules() if isinstance(m, BaseQuantizer)]
 
 
