@@ -299,8 +299,8 @@ def test_int8_sensitivity_keeps_the_most_sensitive_blocks_in_fp32_until_the_budg
     meta = read_metadata(out)
     report = meta["depthforge_sensitivity"]
     fp32 = tmp_path / "b.fp32.onnx"
-    samples, where = _selection(cfg, 0, 6)
-    assert report["samples"] == where and "#0-5" in where
+    samples, where = _selection(cfg, [], 6)  # a calibration folder: any training image may be scored
+    assert report["samples"] == where and samples.indices == [0, 3, 6, 9, 12, 15]  # spread over the 16
     protocol = get_protocol("standard")
     assert report["fp32_rmse"] == pytest.approx(onnx_rmse(fp32, samples, cfg, protocol), rel=1e-6)
     names = blocks(fp32)
@@ -334,3 +334,150 @@ def test_the_sensitivity_report_asks_for_static_int8(tiny_run, tmp_path, capsys,
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m"), *extra]) == 2
     assert "need --quantize int8 --quant-mode static" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def _int8_convolutions(path) -> tuple[int, int]:
+    """(convolutions OpenVINO's CPU plugin runs with INT8 kernels, all convolutions) of a compiled IR."""
+    import openvino as ov
+
+    runtime = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).get_runtime_model()
+    convs = [op.get_rt_info() for op in runtime.get_ordered_ops()
+             if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+    return sum(c["runtimePrecision"].astype(str) in ("u8", "i8") for c in convs), len(convs)
+
+
+def test_openvino_int8_runs_int8_kernels_close_to_fp32_and_records_its_accuracy(tiny_run, tmp_path, capsys):
+    import numpy as np
+    import openvino as ov
+
+    import depthforge
+    from depthforge.cli import main
+    from depthforge.data import SyntheticScenes
+    from depthforge.evaluation import get_protocol
+    from depthforge.evaluation.report import evaluate_sources
+    from depthforge.export.quantize import ir_layers, read_metadata
+
+    out = tmp_path / "m.xml"
+    assert main(["export", "--checkpoint", str(tiny_run), "--format", "openvino", "--quantize", "int8", "--out",
+                 str(out), "--calibration-n", "6", "--keep-fp32"]) == 0
+    printed = capsys.readouterr().out
+    fp32 = tmp_path / "m.fp32.xml"
+    assert out.with_suffix(".bin").is_file() and fp32.with_suffix(".bin").is_file()
+    # Really INT8: every weighted layer's weights are int8 in the file, and the CPU plugin runs INT8 kernels for
+    # most convolutions (the fp32 IR: none)
+    int8_layers, kept = ir_layers(ov.Core().read_model(str(out)))
+    assert len(int8_layers) == len(ir_layers(ov.Core().read_model(str(fp32)))[1]) > 10 and kept == []
+    meta = read_metadata(out)
+    made = meta["depthforge_quantization"]
+    assert made["int8_layers"] == len(int8_layers) and made["kept_fp32"] == [] and made["calibration_images"] == 6
+    fast, convs = _int8_convolutions(out)
+    assert fast >= convs // 2 > 5 and _int8_convolutions(fp32)[0] == 0
+    assert f"{made['int8_layers']} weighted layers INT8\n" in printed
+    # The stored val check is this file's: scored again here (a .xml spec runs on OpenVINO by itself)
+    acc = meta["depthforge_accuracy"]
+    again = evaluate_sources([{"onnx": str(fp32)}, {"onnx": str(out)}], get_protocol("standard"), split="val")
+    assert acc["int8"]["rmse"] == pytest.approx(again[1]["metrics"]["rmse"], rel=1e-6)
+    assert acc["delta"]["rmse"] == pytest.approx(again[1]["metrics"]["rmse"] - again[0]["metrics"]["rmse"], abs=1e-6)
+    assert meta["depthforge_int8_drift"]["val"]["n"] == 8 and meta["depthforge_config"]["model"]["name"]
+    # Close to fp32 on images with a real depth range, but not equal to it
+    a, b = depthforge.load(fp32), depthforge.load(out)
+    for i in range(3):
+        image = SyntheticScenes(3, 48, 64, seed=9).get_color(i)
+        d32, d8 = a.predict(image).depth, b.predict(image).depth
+        spread = d32.max() - d32.min()
+        assert spread > 0.1
+        assert np.abs(d8 - d32).mean() <= min(0.02 * np.abs(d32).mean(), 0.25 * spread)
+        assert np.corrcoef(d8.ravel(), d32.ravel())[0, 1] > 0.9 and not np.array_equal(d8, d32)
+
+
+def test_openvino_int8_budget_puts_layers_back_in_fp32_until_met(tiny_run, tmp_path, capsys):
+    import numpy as np
+    import openvino as ov
+    from PIL import Image
+
+    from depthforge.cli import main
+    from depthforge.evaluation import get_protocol
+    from depthforge.evaluation.quantized import _selection, change_bound, image_rmse
+    from depthforge.export import OpenVINOModel
+    from depthforge.export.quantize import calibration_images, quantised_ops, quantize_openvino, read_metadata
+    from depthforge.sources import load_checkpoint
+
+    # Calibrated on dark images, INT8 of every layer costs real RMSE on the bright scenes (as in the ONNX test)
+    dark = tmp_path / "dark"
+    dark.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)).save(dark / f"{i}.png")
+    budget = 0.05
+    out = tmp_path / "b.xml"
+    assert main(["export", "--checkpoint", str(tiny_run), "--format", "openvino", "--quantize", "int8", "--out",
+                 str(out), "--calibration", str(dark), "--selection-n", "8", "--max-rmse-delta", str(budget),
+                 "--no-accuracy", "--keep-fp32"]) == 0
+    _, cfg = load_checkpoint(tiny_run)
+    samples, where = _selection(cfg, [], 8)
+    standard = get_protocol("standard")
+    fp32 = tmp_path / "b.fp32.xml"
+    base = image_rmse(OpenVINOModel(fp32), samples, cfg, standard)
+
+    def bound(path):
+        return change_bound([v - base[k] for k, v in image_rmse(OpenVINOModel(path), samples, cfg, standard).items()])
+
+    everything = quantize_openvino(fp32, tmp_path / "all.xml", cfg, calibration_images(dark, 6))
+    assert bound(everything) > 2 * budget  # all-INT8 misses the budget ...
+    meta = read_metadata(out)
+    chosen = meta["depthforge_selection"]
+    full, chosen_ir = ov.Core().read_model(str(everything)), ov.Core().read_model(str(out))
+    kept = sorted(quantised_ops(full) - quantised_ops(chosen_ir))  # ... so operations went back to fp32
+    assert kept and meta["depthforge_quantization"]["kept_fp32"] == kept
+    fq = [sum(op.get_type_name() == "FakeQuantize" for op in m.get_ordered_ops()) for m in (full, chosen_ir)]
+    assert fq[0] > fq[1]
+    assert chosen["met"] and chosen["bound_m"] <= budget and chosen["samples"] == where
+    assert chosen["bound_m"] == pytest.approx(bound(out), abs=1e-6)  # the file scores what it says it does
+    assert f"at most {chosen['bound_m']:+.4f} m with 95 % confidence; budget {budget:g} m met" in capsys.readouterr().out
+
+
+def test_change_bound_and_spread():
+    from depthforge.evaluation.quantized import change_bound, spread
+
+    assert change_bound([0.1, -0.1, 0.3]) == pytest.approx(0.1 + 2 * 0.2 / 3 ** 0.5)  # mean + 2 standard errors
+    assert change_bound([0.04]) == pytest.approx(0.04)
+    assert spread(10, 4) == [0, 3, 6, 9] and spread(5, 10) == [0, 1, 2, 3, 4]
+    assert spread(10, 3, skip=[0, 3, 6, 9]) == [1, 4, 8]  # from what is left, first to last
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--format", "openvino", "--quantize", "int8", "--sensitivity"], "--sensitivity: ONNX Runtime's INT8 options"),
+    (["--format", "openvino", "--quantize", "int8", "--quant-exclude", "ends"], "--quant-exclude: ONNX Runtime's"),
+    (["--format", "torch", "--quantize", "int8"], "needs --format onnx (ONNX Runtime) or openvino"),
+])
+def test_openvino_int8_refuses_onnx_runtime_options(tiny_run, tmp_path, capsys, extra, says):
+    from depthforge.cli import main
+
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m"), *extra]) == 2
+    assert says in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_int8_calibrates_on_images_spread_over_the_training_split(tiny_run, tmp_path, monkeypatch):
+    import torch
+
+    import depthforge.evaluation.quantized as quantized
+    from depthforge.data import build_dataset
+    from depthforge.sources import load_checkpoint
+
+    from pathlib import Path
+
+    seen = {}
+
+    def fake(fp32, out, cfg, images, *rest):  # what the quantiser is given, without quantising
+        seen["images"] = images
+        return Path(out)
+
+    monkeypatch.setattr(quantized, "quantize_openvino", fake)
+    monkeypatch.setattr(quantized, "quantize_onnx", lambda fp32, out, cfg, mode, images, *a, **k: fake(0, out, 0, images))
+    _, cfg = load_checkpoint(tiny_run)
+    train = build_dataset(cfg.data, cfg.data.train_split, train=False)
+    for suffix in (".xml", ".onnx"):
+        quantized.quantize_and_check(tmp_path / f"m{suffix}", cfg, tmp_path / f"q{suffix}", n=4, check=False)
+        expected = [train[i]["image"] for i in (0, 5, 10, 15)]  # 4 of the 16, first to last (not images 0-3)
+        assert all(torch.equal(a, b) for a, b in zip(seen["images"], expected, strict=True)), suffix

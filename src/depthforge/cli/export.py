@@ -13,19 +13,20 @@ def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "export", parents, "export a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
     p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "torch"],
-                   help="onnx (ONNX Runtime, OpenVINO), openvino (IR .xml + .bin: the INT8 form of a QAT checkpoint "
-                        "for OpenVINO) or torch (.pt2)")
+                   help="onnx (ONNX Runtime, OpenVINO), openvino (IR .xml + .bin: OpenVINO's own format; with "
+                        "--quantize int8 or a QAT checkpoint, the INT8 its CPU plugin runs fastest) or torch (.pt2)")
     p.add_argument("--out", required=True, help="output path (suffix .onnx / .xml / .pt2 is set)")
     p.add_argument("--tol", type=float, help="largest allowed |exported - eager| in metres (default 1e-4; a QAT "
                                              "checkpoint's INT8 file: 2 %% of data.max_depth, as runtimes round "
                                              "INT8 a little differently)")
-    p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (ONNX Runtime quantisation), scored "
-                                                       "against the fp32 export on the model's val split")
+    p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (--format onnx: ONNX Runtime's "
+                   "quantisation; --format openvino: NNCF's), scored against the fp32 export on the model's val split")
     p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
-                                                             "as <out stem>.fp32.onnx")
+                                                             "as <out stem>.fp32.onnx (.xml)")
     p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
                    help="static: weights and activations (QDQ, calibrated); dynamic: weights only")
-    p.add_argument("--calibration", help="folder of images to calibrate on (default: the model's training split)")
+    p.add_argument("--calibration", help="folder of images to calibrate on (default: images spread over the "
+                                         "model's training split)")
     p.add_argument("--calibration-n", type=positive_int, default=200, help="calibration images")
     p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
                    help="static: how activation ranges are set from the calibration images")
@@ -35,9 +36,11 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--sensitivity", action="store_true", help="static INT8: report the RMSE change when each block "
                    "alone is INT8 (scored on training images the calibration did not use)")
     p.add_argument("--max-rmse-delta", type=float, metavar="M", help="static INT8: keep the most sensitive blocks in "
-                   "fp32 until INT8 costs at most M metres of RMSE on those images (implies --sensitivity); the "
-                   "report says what the choice costs in speed")
-    p.add_argument("--selection-n", type=positive_int, default=48, help="--sensitivity: images it scores on")
+                   "fp32 until INT8 costs at most M metres of RMSE on training images the calibration did not use "
+                   "(--format onnx: implies --sensitivity, whose report says what the choice costs in speed; "
+                   "--format openvino: NNCF's accuracy control chooses the layers)")
+    p.add_argument("--selection-n", type=positive_int, default=48, help="--sensitivity / --max-rmse-delta: the "
+                   "training images the choice is scored on")
     p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
     p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
     p.add_argument("--check-images", metavar="DIR", help="a few images unlike the training data (your own photos) on "
@@ -51,8 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from depthforge.export import export_checked
     from depthforge.sources import load_checkpoint
 
-    if args.quantize and args.format != "onnx":
-        raise UsageError("--quantize int8 needs --format onnx")
+    if args.quantize and args.format == "torch":
+        raise UsageError("--quantize int8 needs --format onnx (ONNX Runtime) or openvino")
+    ort_only = [o for o, on in (("--quant-mode dynamic", args.quant_mode != "static"), ("--sensitivity", args.sensitivity),
+                                ("--calibration-method", args.calibration_method != "minmax"),
+                                ("--quant-exclude", args.quant_exclude != "none")) if on]
+    if args.quantize and args.format == "openvino" and ort_only:
+        raise UsageError(f"{', '.join(ort_only)}: ONNX Runtime's INT8 options (--format onnx); OpenVINO's INT8 is "
+                         "static and min-max calibrated, and --max-rmse-delta chooses its fp32 layers")
     chooses = args.sensitivity or args.max_rmse_delta is not None
     if chooses and (not args.quantize or args.quant_mode != "static"):
         raise UsageError("--sensitivity and --max-rmse-delta need --quantize int8 --quant-mode static")
@@ -68,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         args.tol = QAT_TOL * cfg.data.max_depth if qat else 1e-4
     out = Path(args.out)
     if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
-        out = out.with_suffix(".onnx")
-        fp32 = out.with_name(out.stem + ".fp32.onnx")
+        out = out.with_suffix(".xml" if args.format == "openvino" else ".onnx")
+        fp32 = out.with_name(out.stem + ".fp32" + out.suffix)
     path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
     kind = "fp32, " if args.quantize else "INT8 (QAT), " if qat and args.format != "torch" else ""
     print(f"{path}: {kind}max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
@@ -79,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if not args.keep_fp32:
                 path.unlink(missing_ok=True)
+                if path.suffix == ".xml":
+                    path.with_suffix(".bin").unlink(missing_ok=True)
                 print(f"{path}: removed (the fp32 intermediate; --keep-fp32 keeps it)")
     return 0
 
@@ -95,6 +106,19 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
         print(q.sensitivity.table())
     calibrated = f", calibrated on {q.calibration_images} images" if q.calibration_images else ""
     print(f"{q.path}: INT8 ({args.quant_mode}{calibrated})")
+    if q.path.suffix == ".xml":
+        from depthforge.export.quantize import read_metadata
+
+        made = read_metadata(q.path)["depthforge_quantization"]
+        kept = made["kept_fp32"]
+        print(f"OpenVINO INT8 (NNCF): {made['int8_layers']} weighted layers INT8"
+              + (f"; kept in fp32 by the accuracy control: {', '.join(kept[:6])}{' ...' if len(kept) > 6 else ''}"
+                 if kept else ""))
+    if q.selection is not None:
+        s = q.selection
+        print(f"accuracy control on {s['samples']}: mean RMSE fp32 {s['fp32_rmse']:.4f}, INT8 {s['int8_rmse']:.4f} "
+              f"({s['int8_rmse'] - s['fp32_rmse']:+.4f} m, at most {s['bound_m']:+.4f} m with 95 % confidence; "
+              f"budget {s['budget_m']:g} m {'met' if s['met'] else 'NOT met: NNCF kept its closest choice'})")
     if q.record is not None:
         print(comparison_table(q.cards))
         print("int8 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in q.record["delta"].items()

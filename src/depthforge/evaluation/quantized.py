@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from depthforge.config import Config
 from depthforge.data import build_dataset
 from depthforge.evaluation.protocols import get_protocol
 from depthforge.evaluation.report import evaluate_sources
 from depthforge.export.quantize import (blocks, calibration_images, quant_pre_process_model, quantize_onnx,
-                                       record_accuracy, set_metadata)
+                                       quantize_openvino, record_accuracy, set_metadata)
 from depthforge.io import IMAGE_SUFFIXES, DataError, read_rgb
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,18 @@ def onnx_latency_ms(path: str | Path, runs: int = 10, size: tuple[int, int] = (1
     return latency_ms(OnnxModel(path, threads=torch.get_num_threads()), size, runs)
 
 
+def runner_rmse(runner, samples, cfg: Config, protocol) -> float:
+    """RMSE of a model or exported runner on ``samples`` (a dataset) under ``protocol``."""
+    from depthforge.evaluation.runner import model_predictor, run_evaluation
+
+    return run_evaluation(samples, model_predictor(runner, cfg.data, protocol), protocol).compute()["rmse"]
+
+
 def onnx_rmse(path: str | Path, samples, cfg: Config, protocol) -> float:
     """RMSE of an ONNX file on ``samples`` (a dataset) under ``protocol``."""
-    from depthforge.evaluation.runner import model_predictor, run_evaluation
     from depthforge.export.onnx import OnnxModel
 
-    return run_evaluation(samples, model_predictor(OnnxModel(path), cfg.data, protocol), protocol).compute()["rmse"]
+    return runner_rmse(OnnxModel(path), samples, cfg, protocol)
 
 
 @dataclass
@@ -169,6 +176,46 @@ def sensitivity(fp32: str | Path, cfg: Config, images: list[torch.Tensor], sampl
                        where or f"{len(samples)} images", [n for b in best["blocks"] for n in nodes_of[b]])
 
 
+def image_rmse(runner, samples, cfg: Config, protocol) -> dict[str, float]:
+    """Each image's RMSE (by its stem) of a model or exported runner on ``samples`` under ``protocol``."""
+    from depthforge.evaluation.runner import model_predictor, run_evaluation
+
+    rows = run_evaluation(samples, model_predictor(runner, cfg.data, protocol), protocol).image_rows
+    return {row["stem"]: row["rmse"] for row in rows}
+
+
+def change_bound(changes: list[float]) -> float:
+    """The upper end of the two-sigma (~95 %) confidence interval of the mean of per-image RMSE changes: what an
+    INT8 choice may cost on images like these, not only on these (the mean of a few dozen images under-reads it)."""
+    d = np.asarray(changes, dtype=np.float64)
+    return float(d.mean() + (2 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0))
+
+
+def openvino_int8(fp32: Path, out: Path, cfg: Config, images: list[torch.Tensor], samples=None, where: str = "",
+                  protocol=None, budget: float | None = None) -> tuple[Path, dict | None]:
+    """The OpenVINO INT8 IR of ``fp32`` (:func:`~depthforge.export.quantize.quantize_openvino`); with a ``budget``
+    (m), NNCF's accuracy control keeps layers in fp32 until the :func:`change_bound` of the per-image RMSE change on
+    ``samples`` is within it, and the choice's own numbers there are returned (and stored in the file)."""
+    from depthforge.export.onnx import OpenVINOModel
+
+    if budget is None:
+        return quantize_openvino(fp32, out, cfg, images), None
+    base = image_rmse(OpenVINOModel(fp32), samples, cfg, protocol)
+
+    def pessimistic_rmse(runner, indices: list[int]) -> float:  # the fp32 mean plus the change's upper bound
+        scored = image_rmse(runner, Subset(samples, indices), cfg, protocol)
+        return float(np.mean([base[k] for k in scored])) + change_bound([v - base[k] for k, v in scored.items()])
+
+    int8 = quantize_openvino(fp32, out, cfg, images, pessimistic_rmse, budget, list(range(len(samples))))
+    rmse = image_rmse(OpenVINOModel(int8), samples, cfg, protocol)
+    bound = change_bound([v - base[k] for k, v in rmse.items()])
+    selection = {"samples": where, "protocol": protocol.name, "budget_m": budget, "bound_m": bound,
+                 "fp32_rmse": float(np.mean(list(base.values()))), "int8_rmse": float(np.mean(list(rmse.values()))),
+                 "met": bound <= budget}
+    set_metadata(int8, {"depthforge_selection": json.dumps(selection)})
+    return int8, selection
+
+
 @dataclass
 class Quantized:
     path: Path
@@ -177,6 +224,7 @@ class Quantized:
     record: dict | None  # what was stored inside the INT8 file: both metrics and their delta
     drift: dict | None = None  # INT8 vs fp32 depth on the calibration and on held-out images (also stored inside)
     sensitivity: Sensitivity | None = None  # the per-block report and the blocks kept in fp32 (also stored inside)
+    selection: dict | None = None  # OpenVINO with a budget: fp32 and INT8 RMSE on the images the choice was made on
 
 
 def quantize_and_check(fp32: str | Path, cfg: Config, out: str | Path | None = None, mode: str = "static",
@@ -194,27 +242,40 @@ def quantize_and_check(fp32: str | Path, cfg: Config, out: str | Path | None = N
     ``report_sensitivity`` / ``max_rmse_delta`` (static): the per-block report (:func:`sensitivity`) on
     ``selection_n`` training images the calibration did not use, and with a budget the blocks it keeps in fp32."""
     fp32 = Path(fp32)
-    images = None
+    openvino = fp32.suffix == ".xml"
+    if openvino and (mode != "static" or method != "minmax" or exclude != "none" or report_sensitivity):
+        raise ValueError("OpenVINO INT8 (NNCF) is static, min-max calibrated and chooses its fp32 layers itself "
+                         "with --max-rmse-delta: drop --quant-mode / --calibration-method / --quant-exclude / "
+                         "--sensitivity, or export --format onnx for ONNX Runtime's INT8")
+    images, used = None, []
     if mode == "static":
         if calibration:
             images = calibration_images(calibration, n)
-        else:  # the first images of the model's own training split
+        else:  # images spread over the model's own training split (its first ones are often a single scene)
             train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
-            images = [train_set[i]["image"] for i in range(min(n, len(train_set)))]
-    report = None
+            used = spread(len(train_set), n)
+            images = [train_set[i]["image"] for i in used]
+    report, selection = None, None
     if report_sensitivity or max_rmse_delta is not None:
         if mode != "static":
             raise ValueError("the sensitivity report and --max-rmse-delta need static INT8 (--quant-mode static)")
-        samples, where = _selection(cfg, 0 if calibration else len(images), selection_n)
-        report = sensitivity(fp32, cfg, images, samples, get_protocol(protocol), max_rmse_delta, method, where)
-        log.info("%s", report.table())
-    keep = report.kept_nodes if report and max_rmse_delta is not None else []
-    int8 = quantize_onnx(fp32, out or fp32.with_name(fp32.stem + ".int8.onnx"), cfg, mode, images, method, exclude,
-                         keep_fp32=keep)
+        samples, where = _selection(cfg, used, selection_n)
+        scored = get_protocol(protocol)
+        if not openvino:  # (OpenVINO: NNCF's accuracy control chooses, below)
+            report = sensitivity(fp32, cfg, images, samples, scored, max_rmse_delta, method, where)
+            log.info("%s", report.table())
+    if openvino:
+        chosen_on = (samples, where, scored) if max_rmse_delta is not None else (None, "", None)
+        int8, selection = openvino_int8(fp32, out or fp32.with_name(fp32.stem + ".int8.xml"), cfg, images,
+                                        *chosen_on, max_rmse_delta)
+    else:
+        keep = report.kept_nodes if report and max_rmse_delta is not None else []
+        int8 = quantize_onnx(fp32, out or fp32.with_name(fp32.stem + ".int8.onnx"), cfg, mode, images, method,
+                             exclude, keep_fp32=keep)
     if report is not None:
         set_metadata(int8, {"depthforge_sensitivity": json.dumps(report.to_dict())})
     if not check:
-        return Quantized(int8, len(images or []), [], None, sensitivity=report)
+        return Quantized(int8, len(images or []), [], None, sensitivity=report, selection=selection)
     reference = images
     if reference is None:  # dynamic INT8 had no calibration set: the training images stand in for it
         train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
@@ -237,17 +298,25 @@ def quantize_and_check(fp32: str | Path, cfg: Config, out: str | Path | None = N
     cards = evaluate_sources([{"onnx": str(fp32)}, {"onnx": str(int8)}], scored, split=split, command=command)
     record = record_accuracy(int8, cards[0]["metrics"], cards[1]["metrics"], scored.name, cards[0]["data"]["split"],
                              cards[0]["n"])
-    return Quantized(int8, len(images or []), cards, record, drift, report)
+    return Quantized(int8, len(images or []), cards, record, drift, report, selection)
 
 
-def _selection(cfg: Config, start: int, n: int) -> tuple[object, str]:
-    """The sensitivity report's images: ``n`` training images from index ``start`` on (after the calibration's)."""
-    from torch.utils.data import Subset
+def spread(length: int, n: int, skip: list[int] | tuple = ()) -> list[int]:
+    """``n`` indices of ``range(length)`` spread evenly over it, none of ``skip`` (all that are left if fewer)."""
+    skipped = set(skip)
+    pool = [i for i in range(length) if i not in skipped]
+    if n >= len(pool):
+        return pool
+    return [pool[round(k)] for k in np.linspace(0, len(pool) - 1, n)] if n > 1 else pool[:n]
 
+
+def _selection(cfg: Config, used: list[int], n: int) -> tuple[object, str]:
+    """The images an INT8 choice is scored on (the sensitivity report, OpenVINO's accuracy control): ``n`` training
+    images spread over the split, none of the calibration's ``used`` ones (the val split stays for the final check)."""
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=False)
-    indices = list(range(start, min(start + n, len(train_set))))
+    indices = spread(len(train_set), n, used)
     if not indices:
-        raise DataError(f"{cfg.data.root}: the training split has {len(train_set)} images and calibration takes the "
-                        f"first {start}: none is left to score the sensitivity report on; lower --calibration-n")
+        raise DataError(f"{cfg.data.root}: the training split has {len(train_set)} images and calibration takes "
+                        f"{len(used)}: none is left to score the INT8 choice on; lower --calibration-n")
     return Subset(train_set, indices), (f"{len(indices)} training images ({cfg.data.train_split} "
-                                        f"#{indices[0]}-{indices[-1]}, not used for calibration)")
+                                        f"#{indices[0]}-{indices[-1]} spread, none used for calibration)")

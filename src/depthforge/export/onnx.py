@@ -73,7 +73,20 @@ def export_openvino(model: nn.Module, path: str | Path, cfg: Config | None = Non
     found = quantizers(model)
     if found:
         ir.set_rt_info(json.dumps({"quantizers": len(found)}), "depthforge_qat")
-    ov.save_model(ir, str(path), compress_to_fp16=False)
+    save_ir(ir, path)
+    return path
+
+
+def save_ir(ir, path: str | Path) -> Path:
+    """Write an OpenVINO model as ``path`` (.xml) + its .bin, atomically: both under temporary names, then renamed
+    (the .bin first, so a reader never finds a new .xml beside an old .bin); weights stay fp32."""
+    import openvino as ov
+
+    path = Path(path).with_suffix(".xml")
+    tmp = path.with_name(f".{path.stem}.tmp.xml")
+    ov.save_model(ir, str(tmp), compress_to_fp16=False)
+    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    tmp.replace(path)
     return path
 
 
@@ -166,15 +179,23 @@ class OpenVINOModel(_Runner):
         self.request = self.compiled.create_infer_request()
         self.config = onnx_config(path)
 
+    @classmethod
+    def of(cls, compiled, config: Config | None = None) -> OpenVINOModel:
+        """A runner around an already compiled OpenVINO model (e.g. the candidates NNCF's accuracy control tries)."""
+        runner = cls.__new__(cls)
+        runner.compiled, runner.request, runner.config = compiled, compiled.create_infer_request(), config
+        return runner
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.request.infer({0: x.detach().cpu().float().numpy()})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 
-def onnx_runner(path: str | Path, backend: str = "onnxruntime", threads: int | None = None,
+def onnx_runner(path: str | Path, backend: str | None = None, threads: int | None = None,
                 opt_level: str = "all") -> _Runner:
     """An exported ONNX file (or OpenVINO IR ``.xml``) ready to run on the CPU with ``backend`` (one of
-    :data:`BACKENDS`)."""
+    :data:`BACKENDS`; default: openvino for a ``.xml`` file, else onnxruntime)."""
+    backend = backend or ("openvino" if Path(path).suffix == ".xml" else "onnxruntime")
     if Path(path).suffix == ".xml" and backend != "openvino":
         raise ValueError(f"{path}: an OpenVINO IR; run it with --backend openvino (ONNX Runtime reads .onnx files)")
     if backend == "onnxruntime":

@@ -105,7 +105,7 @@ def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
     if "onnx" in spec:
         from depthforge.export.onnx import onnx_runner
 
-        model = onnx_runner(spec["onnx"], spec.get("backend", "onnxruntime"), spec.get("threads"),
+        model = onnx_runner(spec["onnx"], spec.get("backend"), spec.get("threads"),
                             spec.get("opt_level", "all"))
         if model.config is None:
             raise ValueError(f"{spec['onnx']}: no depthforge config inside; export it with depthforge export")
