@@ -273,10 +273,22 @@ def test_block_of_groups_a_layer_with_its_block():
     assert block_of("/decoder/Resize") == "/decoder"
 
 
-def test_int8_sensitivity_keeps_the_most_sensitive_blocks_in_fp32_until_the_budget(tiny_run, tmp_path, capsys):
+def dark_folder(tmp_path):
+    """Six dark noise images to calibrate on: the activation ranges are then too narrow for the bright scenes the
+    model is scored on, so INT8 costs real RMSE (with its own training images the tiny model loses ~0 m)."""
     import numpy as np
-    import onnx
     from PIL import Image
+
+    dark = tmp_path / "dark"
+    dark.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)).save(dark / f"{i}.png")
+    return dark
+
+
+def test_int8_sensitivity_keeps_the_most_sensitive_blocks_in_fp32_until_the_budget(tiny_run, tmp_path, capsys):
+    import onnx
 
     from depthforge.cli import main
     from depthforge.evaluation import get_protocol
@@ -284,13 +296,7 @@ def test_int8_sensitivity_keeps_the_most_sensitive_blocks_in_fp32_until_the_budg
     from depthforge.export.quantize import blocks, read_metadata
     from depthforge.sources import load_checkpoint
 
-    # Calibrated on dark images, the activation ranges are too narrow for the bright scenes it is scored on: INT8
-    # then costs real RMSE, unevenly over the blocks (with its own training images the tiny model loses ~0 m).
-    dark = tmp_path / "dark"
-    dark.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)).save(dark / f"{i}.png")
+    dark = dark_folder(tmp_path)  # INT8 costs real RMSE there, unevenly over the blocks
     _, cfg = load_checkpoint(tiny_run)
     budget = 0.1
     out = tmp_path / "b.onnx"
@@ -391,9 +397,7 @@ def test_openvino_int8_runs_int8_kernels_close_to_fp32_and_records_its_accuracy(
 
 
 def test_openvino_int8_budget_puts_layers_back_in_fp32_until_met(tiny_run, tmp_path, capsys):
-    import numpy as np
     import openvino as ov
-    from PIL import Image
 
     from depthforge.cli import main
     from depthforge.evaluation import get_protocol
@@ -402,12 +406,7 @@ def test_openvino_int8_budget_puts_layers_back_in_fp32_until_met(tiny_run, tmp_p
     from depthforge.export.quantize import calibration_images, quantised_ops, quantize_openvino, read_metadata
     from depthforge.sources import load_checkpoint
 
-    # Calibrated on dark images, INT8 of every layer costs real RMSE on the bright scenes (as in the ONNX test)
-    dark = tmp_path / "dark"
-    dark.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)).save(dark / f"{i}.png")
+    dark = dark_folder(tmp_path)  # INT8 of every layer costs real RMSE on the bright scenes
     budget = 0.05
     out = tmp_path / "b.xml"
     assert main(["export", "--checkpoint", str(tiny_run), "--format", "openvino", "--quantize", "int8", "--out",
