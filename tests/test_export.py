@@ -435,6 +435,14 @@ def test_openvino_int8_budget_puts_layers_back_in_fp32_until_met(tiny_run, tmp_p
     assert f"at most {chosen['bound_m']:+.4f} m with 95 % confidence; budget {budget:g} m met" in capsys.readouterr().out
 
 
+def test_openvino_int8_leaves_no_fp32_file_unless_asked(tiny_run, tmp_path):
+    from depthforge.cli import main
+
+    assert main(["export", "--checkpoint", str(tiny_run), "--format", "openvino", "--quantize", "int8", "--out",
+                 str(tmp_path / "m"), "--calibration-n", "4", "--no-accuracy"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
+
+
 def test_change_bound_and_spread():
     from depthforge.evaluation.quantized import change_bound, spread
 
@@ -446,6 +454,8 @@ def test_change_bound_and_spread():
 
 @pytest.mark.parametrize("extra, says", [
     (["--format", "openvino", "--quantize", "int8", "--sensitivity"], "--sensitivity: ONNX Runtime's INT8 options"),
+    (["--format", "openvino", "--quantize", "int8", "--quant-mode", "dynamic"], "--quant-mode dynamic: ONNX Runtime"),
+    (["--format", "openvino", "--quantize", "int8", "--calibration-method", "entropy"], "--calibration-method: ONNX"),
     (["--format", "openvino", "--quantize", "int8", "--quant-exclude", "ends"], "--quant-exclude: ONNX Runtime's"),
     (["--format", "torch", "--quantize", "int8"], "needs --format onnx (ONNX Runtime) or openvino"),
 ])
@@ -472,6 +482,10 @@ def test_int8_calibrates_on_images_spread_over_the_training_split(tiny_run, tmp_
         seen["images"] = images
         return Path(out)
 
+    def fake_openvino(fp32, out, cfg, images, samples, *rest):
+        seen["samples"] = samples
+        return fake(fp32, out, cfg, images), None
+
     monkeypatch.setattr(quantized, "quantize_openvino", fake)
     monkeypatch.setattr(quantized, "quantize_onnx", lambda fp32, out, cfg, mode, images, *a, **k: fake(0, out, 0, images))
     _, cfg = load_checkpoint(tiny_run)
@@ -480,3 +494,32 @@ def test_int8_calibrates_on_images_spread_over_the_training_split(tiny_run, tmp_
         quantized.quantize_and_check(tmp_path / f"m{suffix}", cfg, tmp_path / f"q{suffix}", n=4, check=False)
         expected = [train[i]["image"] for i in (0, 5, 10, 15)]  # 4 of the 16, first to last (not images 0-3)
         assert all(torch.equal(a, b) for a, b in zip(seen["images"], expected, strict=True)), suffix
+    # The accuracy control's images: spread over the other 12, none of the calibration's
+    monkeypatch.setattr(quantized, "openvino_int8", fake_openvino)
+    quantized.quantize_and_check(tmp_path / "m.xml", cfg, tmp_path / "q.xml", n=4, check=False, max_rmse_delta=0.1,
+                                 selection_n=4)
+    assert seen["samples"].indices == [1, 6, 9, 14]  # positions 0, 4, 7, 11 of the 12 others (1-4, 6-9, 11-14)
+
+
+def test_image_rmse_keeps_images_whose_names_repeat(tiny_run):
+    from torch.utils.data import Dataset, Subset
+
+    from depthforge.data import build_dataset
+    from depthforge.evaluation import get_protocol
+    from depthforge.evaluation.quantized import image_rmse
+    from depthforge.sources import load_checkpoint
+
+    model, cfg = load_checkpoint(tiny_run)
+    train = build_dataset(cfg.data, cfg.data.train_split, train=False)
+
+    class SameNames(Dataset):  # as KITTI's frame numbers repeat across drives and cameras
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {**train[i], "meta": {**train[i]["meta"], "stem": "0000000005"}}
+
+    standard = get_protocol("standard")
+    named = image_rmse(model, SameNames(), cfg, standard)
+    assert named == image_rmse(model, Subset(train, range(4)), cfg, standard) and len(set(named.values())) == 4
+    assert image_rmse(model, SameNames(), cfg, standard, [1, 3]) == {1: named[1], 3: named[3]}

@@ -41,7 +41,8 @@ def add_parser(sub, parents: list) -> None:
                    "--format openvino: NNCF's accuracy control chooses the layers)")
     p.add_argument("--selection-n", type=positive_int, default=48, help="--sensitivity / --max-rmse-delta: the "
                    "training images the choice is scored on")
-    p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check")
+    p.add_argument("--accuracy-protocol", default="standard", help="protocol of the fp32 vs int8 check (and of "
+                   "the --max-rmse-delta choice)")
     p.add_argument("--accuracy-split", help="split of the check (default: the model's data.val_split)")
     p.add_argument("--check-images", metavar="DIR", help="a few images unlike the training data (your own photos) on "
                    "which the INT8 depth is compared with fp32 beside the calibration images (default: rendered "
@@ -118,7 +119,7 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
         s = q.selection
         print(f"accuracy control on {s['samples']}: mean RMSE fp32 {s['fp32_rmse']:.4f}, INT8 {s['int8_rmse']:.4f} "
               f"({s['int8_rmse'] - s['fp32_rmse']:+.4f} m, at most {s['bound_m']:+.4f} m with 95 % confidence; "
-              f"budget {s['budget_m']:g} m {'met' if s['met'] else 'NOT met: NNCF kept its closest choice'})")
+              f"budget {s['budget_m']:g} m {'met' if s['met'] else 'NOT met: the file holds the last try of the accuracy control; check the val numbers'})")
     if q.record is not None:
         print(comparison_table(q.cards))
         print("int8 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in q.record["delta"].items()

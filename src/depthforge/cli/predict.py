@@ -17,9 +17,11 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--checkpoint", action="append",
                    help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
                         "(an ensemble)")
-    p.add_argument("--onnx", help="run an exported ONNX model (fp32 or INT8) instead of a checkpoint")
+    p.add_argument("--onnx", help="run an exported ONNX model or OpenVINO IR (.xml; fp32 or INT8) instead of a "
+                                  "checkpoint")
     p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="--onnx: the runtime (default "
-                   "onnxruntime; openvino needs the openvino extra; benchmarks/latency.py says which is faster)")
+                   "onnxruntime for .onnx, openvino for .xml; openvino needs the openvino extra; "
+                   "benchmarks/latency.py says which is faster)")
     p.add_argument("--threads", type=positive_int, help="--onnx: CPU threads (default: one per core)")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
                    help="--onnx with onnxruntime: graph optimisation level (default all)")

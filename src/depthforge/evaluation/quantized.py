@@ -176,12 +176,29 @@ def sensitivity(fp32: str | Path, cfg: Config, images: list[torch.Tensor], sampl
                        where or f"{len(samples)} images", [n for b in best["blocks"] for n in nodes_of[b]])
 
 
-def image_rmse(runner, samples, cfg: Config, protocol) -> dict[str, float]:
-    """Each image's RMSE (by its stem) of a model or exported runner on ``samples`` under ``protocol``."""
+class _Numbered(torch.utils.data.Dataset):
+    """A dataset whose samples are named by their position in it (stems repeat across KITTI drives and cameras)."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = self.samples[i]
+        return {**sample, "meta": {**sample["meta"], "stem": str(i)}}
+
+
+def image_rmse(runner, samples, cfg: Config, protocol, indices: list[int] | None = None) -> dict[int, float]:
+    """Each image's RMSE of a model or exported runner on ``samples`` (or those of them at ``indices``) under
+    ``protocol``, by its position in ``samples``; images without a valid pixel have none."""
     from depthforge.evaluation.runner import model_predictor, run_evaluation
 
-    rows = run_evaluation(samples, model_predictor(runner, cfg.data, protocol), protocol).image_rows
-    return {row["stem"]: row["rmse"] for row in rows}
+    numbered = _Numbered(samples)
+    chosen = numbered if indices is None else Subset(numbered, indices)
+    rows = run_evaluation(chosen, model_predictor(runner, cfg.data, protocol), protocol).image_rows
+    return {int(row["stem"]): row["rmse"] for row in rows}
 
 
 def change_bound(changes: list[float]) -> float:
@@ -201,12 +218,14 @@ def openvino_int8(fp32: Path, out: Path, cfg: Config, images: list[torch.Tensor]
     if budget is None:
         return quantize_openvino(fp32, out, cfg, images), None
     base = image_rmse(OpenVINOModel(fp32), samples, cfg, protocol)
+    if not base:
+        raise DataError(f"{where}: no valid depth pixel in any image to score the INT8 choice on")
 
     def pessimistic_rmse(runner, indices: list[int]) -> float:  # the fp32 mean plus the change's upper bound
-        scored = image_rmse(runner, Subset(samples, indices), cfg, protocol)
+        scored = image_rmse(runner, samples, cfg, protocol, indices)
         return float(np.mean([base[k] for k in scored])) + change_bound([v - base[k] for k, v in scored.items()])
 
-    int8 = quantize_openvino(fp32, out, cfg, images, pessimistic_rmse, budget, list(range(len(samples))))
+    int8 = quantize_openvino(fp32, out, cfg, images, pessimistic_rmse, budget, sorted(base))  # scored images only
     rmse = image_rmse(OpenVINOModel(int8), samples, cfg, protocol)
     bound = change_bound([v - base[k] for k, v in rmse.items()])
     selection = {"samples": where, "protocol": protocol.name, "budget_m": budget, "bound_m": bound,
@@ -233,8 +252,9 @@ def quantize_and_check(fp32: str | Path, cfg: Config, out: str | Path | None = N
                        check: bool = True, command: str = "", check_images: str | Path | None = None,
                        report_sensitivity: bool = False, max_rmse_delta: float | None = None,
                        selection_n: int = SELECTION_N) -> Quantized:
-    """INT8 of ``fp32`` at ``out`` (default ``<fp32 stem>.int8.onnx``), calibrated (static mode) on ``calibration``
-    images or the first ``n`` of the model's training split. With ``check``: both files are scored on ``split``
+    """INT8 of ``fp32`` (an ONNX file, or an OpenVINO IR: then with NNCF, :func:`openvino_int8`) at ``out`` (default
+    ``<fp32 stem>.int8.onnx`` / ``.xml``), calibrated (static mode) on ``calibration`` images or ``n`` images spread
+    over the model's training split. With ``check``: both files are scored on ``split``
     (default the model's val split) under ``protocol``, and their depth compared on (up to 16 of) the calibration
     images, on (up to 16 of) the ``split`` images and on held-out images unlike the training data (``check_images``, else rendered ones); a warning says
     when the two comparisons disagree. Metrics, deltas and the comparison are stored in the INT8 file.

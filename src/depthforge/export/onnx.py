@@ -78,8 +78,8 @@ def export_openvino(model: nn.Module, path: str | Path, cfg: Config | None = Non
 
 
 def save_ir(ir, path: str | Path) -> Path:
-    """Write an OpenVINO model as ``path`` (.xml) + its .bin, atomically: both under temporary names, then renamed
-    (the .bin first, so a reader never finds a new .xml beside an old .bin); weights stay fp32."""
+    """Write an OpenVINO model as ``path`` (.xml) + its .bin: both under temporary names, then renamed (the .bin
+    first), so a failed write leaves any earlier pair whole and no half-written file; weights stay fp32."""
     import openvino as ov
 
     path = Path(path).with_suffix(".xml")

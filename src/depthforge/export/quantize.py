@@ -258,18 +258,22 @@ def quantize_openvino(fp32: str | Path, out: str | Path, cfg: Config, images: li
     ir = ov.Core().read_model(str(fp32))
     calibration = nncf.Dataset([model_input(x[None], cfg.data).numpy() for x in images])
     common = {"subset_size": len(images), "fast_bias_correction": False}
-    quantised, kept = nncf.quantize(ir, calibration, **common), []
-    if budget is not None:
+    if budget is None:
+        quantised, kept = nncf.quantize(ir, calibration, **common), []
+    else:
         from depthforge.export.onnx import OpenVINOModel
 
         def score(compiled, indices) -> float:  # NNCF maximises its metric
             return -rmse(OpenVINOModel.of(compiled, cfg), list(indices))
 
-        every = quantised_ops(quantised)  # what all-INT8 quantises, against what the choice still does
+        # Where all-INT8 puts its quantisers (the placement needs no statistics: one image, no bias correction), to
+        # name what the accuracy control kept in fp32
+        placed = nncf.quantize(ir, calibration, subset_size=1, advanced_parameters=(
+            nncf.AdvancedQuantizationParameters(disable_bias_correction=True)))
         quantised = nncf.quantize_with_accuracy_control(
             ir, calibration, nncf.Dataset(list(selection)), score, max_drop=budget,
             drop_type=nncf.DropType.ABSOLUTE, **common)
-        kept = sorted(every - quantised_ops(quantised))
+        kept = sorted(quantised_ops(placed) - quantised_ops(quantised))
     int8 = ir_layers(quantised)[0]
     quantised.set_rt_info(json.dumps(cfg.to_dict()), "depthforge_config")
     quantised.set_rt_info(json.dumps({
