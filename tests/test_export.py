@@ -361,14 +361,17 @@ def test_openvino_int8_runs_int8_kernels_close_to_fp32_and_records_its_accuracy(
     from depthforge.data import SyntheticScenes
     from depthforge.evaluation import get_protocol
     from depthforge.evaluation.report import evaluate_sources
+    from depthforge.export.onnx import export_openvino
     from depthforge.export.quantize import ir_layers, read_metadata
+    from depthforge.sources import load_checkpoint
 
     out = tmp_path / "m.xml"
     assert main(["export", "--checkpoint", str(tiny_run), "--format", "openvino", "--quantize", "int8", "--out",
-                 str(out), "--calibration-n", "6", "--keep-fp32"]) == 0
+                 str(out), "--calibration-n", "6"]) == 0
     printed = capsys.readouterr().out
-    fp32 = tmp_path / "m.fp32.xml"
-    assert out.with_suffix(".bin").is_file() and fp32.with_suffix(".bin").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]  # no fp32 intermediate left behind
+    model, cfg = load_checkpoint(tiny_run)
+    fp32 = export_openvino(model, tmp_path / "fp32.xml", cfg)  # to compare with
     # Really INT8: every weighted layer's weights are int8 in the file, and the CPU plugin runs INT8 kernels for
     # most convolutions (the fp32 IR: none)
     int8_layers, kept = ir_layers(ov.Core().read_model(str(out)))
@@ -415,7 +418,7 @@ def test_openvino_int8_budget_puts_layers_back_in_fp32_until_met(tiny_run, tmp_p
     _, cfg = load_checkpoint(tiny_run)
     samples, where = _selection(cfg, [], 8)
     standard = get_protocol("standard")
-    fp32 = tmp_path / "b.fp32.xml"
+    fp32 = tmp_path / "b.fp32.xml"  # the conversion the INT8 file started from (the IR's own names are its)
     base = image_rmse(OpenVINOModel(fp32), samples, cfg, standard)
 
     def bound(path):
@@ -433,14 +436,6 @@ def test_openvino_int8_budget_puts_layers_back_in_fp32_until_met(tiny_run, tmp_p
     assert chosen["met"] and chosen["bound_m"] <= budget and chosen["samples"] == where
     assert chosen["bound_m"] == pytest.approx(bound(out), abs=1e-6)  # the file scores what it says it does
     assert f"at most {chosen['bound_m']:+.4f} m with 95 % confidence; budget {budget:g} m met" in capsys.readouterr().out
-
-
-def test_openvino_int8_leaves_no_fp32_file_unless_asked(tiny_run, tmp_path):
-    from depthforge.cli import main
-
-    assert main(["export", "--checkpoint", str(tiny_run), "--format", "openvino", "--quantize", "int8", "--out",
-                 str(tmp_path / "m"), "--calibration-n", "4", "--no-accuracy"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
 
 
 def test_change_bound_and_spread():

@@ -202,6 +202,9 @@ def test_an_unavailable_hub_model_names_the_repo_and_both_ways_to_provide_it(mon
     from depthforge.sources.loading import load_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import (an earlier test imported it): without the constant too,
+    # each lookup waited for network timeouts (46 s of the suite)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(FileNotFoundError, match=r"no-such-org/no-such-depth-model.*HF_HOME.*local-dir.*hf:FOLDER"):
         load_source({"model": "hf:no-such-org/no-such-depth-model"})
     assert main(["predict", "--model", "hf:no-such-org/no-such-depth-model", "x.png", "--out", "o"]) == 2
