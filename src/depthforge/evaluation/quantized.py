@@ -87,18 +87,12 @@ def onnx_latency_ms(path: str | Path, runs: int = 10, size: tuple[int, int] = (1
     return latency_ms(OnnxModel(path, threads=torch.get_num_threads()), size, runs)
 
 
-def runner_rmse(runner, samples, cfg: Config, protocol) -> float:
-    """RMSE of a model or exported runner on ``samples`` (a dataset) under ``protocol``."""
-    from depthforge.evaluation.runner import model_predictor, run_evaluation
-
-    return run_evaluation(samples, model_predictor(runner, cfg.data, protocol), protocol).compute()["rmse"]
-
-
 def onnx_rmse(path: str | Path, samples, cfg: Config, protocol) -> float:
     """RMSE of an ONNX file on ``samples`` (a dataset) under ``protocol``."""
+    from depthforge.evaluation.runner import model_predictor, run_evaluation
     from depthforge.export.onnx import OnnxModel
 
-    return runner_rmse(OnnxModel(path), samples, cfg, protocol)
+    return run_evaluation(samples, model_predictor(OnnxModel(path), cfg.data, protocol), protocol).compute()["rmse"]
 
 
 @dataclass
