@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("depthforge.predict",),
     ("depthforge.evaluation",),
     ("depthforge.engine",),
-    ("depthforge.demo", "depthforge"),  # the package root is the Python API's face: its names resolve downwards
+    ("depthforge.demo", "depthforge.serve", "depthforge"),  # the package root is the Python API's face: its names resolve downwards
     ("depthforge.cli",),
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

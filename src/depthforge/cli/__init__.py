@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from depthforge.cli import data, demo, evaluate, export, predict, share, train
+from depthforge.cli import data, demo, evaluate, export, predict, serve, share, train
 from depthforge.cli.common import UsageError, model_options, separate_values, verbosity_options
 from depthforge.console import configure_console
 from depthforge.version import __version__
 
 DESCRIPTION = ("Train, evaluate and run monocular depth models: one RGB image in, a depth map in metres out. "
                "Run 'depthforge COMMAND --help' for a command's options.")
-COMMANDS = (train, evaluate, predict, data, share, demo, export)
+COMMANDS = (train, evaluate, predict, data, share, demo, export, serve)
 
 __all__ = ["build_parser", "main", "separate_values"]
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common, models = verbosity_options(), model_options()
     for command in COMMANDS:
-        command.add_parser(sub, [common, models] if command in (evaluate, predict) else [common])
+        command.add_parser(sub, [common, models] if command in (evaluate, predict, serve) else [common])
     return parser
 
 

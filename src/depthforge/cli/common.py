@@ -177,3 +177,52 @@ class HelpFormatter(argparse.HelpFormatter):
 
 def subparser(sub, name: str, parents: list, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, parents=parents, formatter_class=HelpFormatter, help=help)
+
+
+def add_source_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """--checkpoint / --onnx and the runtime options of an ONNX file (--model comes with :func:`model_options`);
+    ``default``: the checkpoint used when none of them is given."""
+    p.add_argument("--checkpoint", action="append",
+                   help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
+                        f"(an ensemble){f'; default {default}' if default else ''}")
+    p.add_argument("--onnx", help="run an exported ONNX model or OpenVINO IR (.xml; fp32 or INT8) instead of a "
+                                  "checkpoint")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="--onnx: the runtime (default "
+                   "onnxruntime for .onnx, openvino for .xml; openvino needs the openvino extra; "
+                   "benchmarks/latency.py says which is faster)")
+    p.add_argument("--threads", type=positive_int, help="--onnx: CPU threads (default: one per core)")
+    p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
+                   help="--onnx with onnxruntime: graph optimisation level (default all)")
+    p.set_defaults(default_checkpoint=default)
+
+
+def source_spec(args: argparse.Namespace) -> dict:
+    """The one source ``--checkpoint`` / ``--onnx`` / ``--model`` names, as a spec for :func:`depthforge.load`
+    (the command's default checkpoint when none is given and it has one)."""
+    if not (args.checkpoint or args.onnx or args.model) and args.default_checkpoint:
+        from pathlib import Path
+
+        if not Path(args.default_checkpoint).is_file():
+            raise UsageError(f"no --checkpoint, --onnx or --model given, and the default {args.default_checkpoint} "
+                             "is not there: train it with 'depthforge train --out runs/quickstart', or name a model")
+        args.checkpoint = [args.default_checkpoint]
+    if [bool(args.checkpoint), bool(args.onnx), bool(args.model)].count(True) != 1 or len(args.model or []) > 1:
+        raise UsageError("give exactly one of --checkpoint CKPT (repeatable: an ensemble), --onnx MODEL.onnx or "
+                         "--model hf:|marigold:|depthforge:<repo id or folder>")
+    if args.onnx:
+        return {"onnx": str(args.onnx), **{k: v for k, v in (("backend", args.backend), ("threads", args.threads),
+                                                              ("opt_level", args.ort_opt_level)) if v}}
+    if args.checkpoint:
+        return {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint),
+                **sampling(args)}
+    return model_specs(args)[0]
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """A usage error naming the extra to install when one of ``modules`` is missing (before anything starts)."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise UsageError(f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
+                         f"pip install 'depthforge[{extra}]'")

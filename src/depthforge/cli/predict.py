@@ -8,23 +8,14 @@ import sys
 
 from tqdm import tqdm
 
-from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, add_devices_option, model_specs,
-                                   positive_int, relaunch, sampling, scales, shard_from_env, subparser)
+from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, add_devices_option,
+                                   add_source_options, positive_int, relaunch, scales, shard_from_env, source_spec,
+                                   subparser)
 
 
 def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "predict", parents, "depth maps (raw + sidecar, preview, optional PLY) for images or folders")
-    p.add_argument("--checkpoint", action="append",
-                   help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
-                        "(an ensemble)")
-    p.add_argument("--onnx", help="run an exported ONNX model or OpenVINO IR (.xml; fp32 or INT8) instead of a "
-                                  "checkpoint")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="--onnx: the runtime (default "
-                   "onnxruntime for .onnx, openvino for .xml; openvino needs the openvino extra; "
-                   "benchmarks/latency.py says which is faster)")
-    p.add_argument("--threads", type=positive_int, help="--onnx: CPU threads (default: one per core)")
-    p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
-                   help="--onnx with onnxruntime: graph optimisation level (default all)")
+    add_source_options(p)
     p.add_argument("inputs", nargs="+", help="image files, folders, globs ('photos/*.jpg'), video files (.mp4 .avi "
                                              ".mov .mkv .webm) or a camera (camera:0, OpenCV; streamed until "
                                              "--max-frames or Ctrl-C)")
@@ -69,20 +60,6 @@ def add_parser(sub, parents: list) -> None:
                                                    "cuda:LOCAL_RANK)")
     add_devices_option(p)
     p.set_defaults(fn=run)
-
-
-def source_spec(args: argparse.Namespace) -> dict:
-    """The one source ``--checkpoint`` / ``--onnx`` / ``--model`` names, as a spec for :func:`depthforge.load`."""
-    if [bool(args.checkpoint), bool(args.onnx), bool(args.model)].count(True) != 1 or len(args.model or []) > 1:
-        raise UsageError("give exactly one of --checkpoint CKPT (repeatable: an ensemble), --onnx MODEL.onnx or "
-                         "--model hf:|marigold:|depthforge:<repo id or folder>")
-    if args.onnx:
-        return {"onnx": str(args.onnx), **{k: v for k, v in (("backend", args.backend), ("threads", args.threads),
-                                                              ("opt_level", args.ort_opt_level)) if v}}
-    if args.checkpoint:
-        return {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint),
-                **sampling(args)}
-    return model_specs(args)[0]
 
 
 def options(args: argparse.Namespace) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from depthforge.geometry.camera import DEFAULT_HFOV_DEG, pick_intrinsics
-from depthforge.io import IMAGE_SUFFIXES, DataError, read_rgb
+from depthforge.io import IMAGE_SUFFIXES, DataError, image_size, read_rgb
 from depthforge.predict.outputs import clamp_depth, model_range
 from depthforge.predict.predictor import Predictor
 from depthforge.predict.result import DepthResult
@@ -88,6 +88,10 @@ class Unreadable:
 
 def _unreadable(path: Path, err: Exception, opts: Options) -> Unreadable:
     """The skip record of an image Pillow cannot read, or (``errors="raise"``) a DataError naming it."""
+    if isinstance(err, DataError) and err.__cause__ is None:  # the reader refused it (a size limit): its own words
+        if opts.errors == "raise":
+            raise err
+        return Unreadable(path, str(err).removeprefix(f"{path}: "))
     empty = path.is_file() and path.stat().st_size == 0
     reason = "the file is empty (0 bytes)" if empty else f"not an image Pillow can read ({err})"
     if opts.errors == "raise":
@@ -224,8 +228,8 @@ class Pipeline:
             if what == "image":
                 rgb = item[1] if isinstance(item[1], np.ndarray) else None
                 try:
-                    size = rgb.shape[:2] if rgb is not None else _image_size(item[1])
-                except (OSError, SyntaxError) as err:  # PIL.UnidentifiedImageError is an OSError
+                    size = rgb.shape[:2] if rgb is not None else image_size(item[1])
+                except (OSError, SyntaxError, DataError) as err:  # PIL.UnidentifiedImageError is an OSError
                     if mine():
                         yield _unreadable(item[1], err, opts)
                     continue
@@ -308,14 +312,6 @@ class Pipeline:
         result = DepthResult(depth.astype(np.float32), self.kind, rgb, k, extra.get("uncertainty"),
                              extra.get("uncertainty_kind"), name, valid, info, path=path)
         return result.calibrate(opts.points, opts.shift) if opts.points else result
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the file's header, without decoding it."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.size[1], img.size[0]
 
 
 def load(where: Any, device: str | torch.device = "cpu", **options: Any) -> Pipeline:
