@@ -38,7 +38,8 @@ def _open(path: Path | str | IO[bytes], max_pixels: int) -> Image.Image:
     try:
         return _checked(Image.open(path), _label(path), max_pixels)
     except Image.DecompressionBombError as err:  # Pillow's own check, in formats whose size it reads first
-        raise DataError(f"{_label(path)}: {err}; it was not decoded. Downscale it, or leave it out") from None
+        raise DataError(f"{_label(path)}: the header claims more pixels than the {max_pixels / 1e6:.0f}-megapixel "
+                        f"limit (Pillow: {err}); it was not decoded. Downscale it, or leave it out") from None
 
 
 def image_size(path: Path | str | IO[bytes], max_pixels: int = MAX_PIXELS) -> tuple[int, int]:

@@ -36,6 +36,9 @@ def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, 
     x = model_input(image, data_cfg)
     total = None
     for s in scales:
+        if min(int(d * s) for d in x.shape[-2:]) < 1:
+            raise ValueError(f"TTA scale {s:g} makes the {x.shape[-2]}x{x.shape[-1]} model input smaller than a pixel; "
+                             "use scales nearer 1 or a larger image")
         xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False,
                                               antialias=s < 1)
         pred = model(xs)
@@ -67,6 +70,9 @@ def tta_spread(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip
     x = model_input(image, data_cfg)
     passes = []
     for s in scales:
+        if min(int(d * s) for d in x.shape[-2:]) < 1:
+            raise ValueError(f"TTA scale {s:g} makes the {x.shape[-2]}x{x.shape[-1]} model input smaller than a pixel; "
+                             "use scales nearer 1 or a larger image")
         xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False,
                                               antialias=s < 1)
         passes.append(to_size(model(xs), tuple(image.shape[-2:])))

@@ -134,18 +134,20 @@ def summary(depth: np.ndarray) -> dict:
 
 
 def encode(result: DepthResult, fmt: str, folder: Path) -> Response:
-    """The answer for ``result``: the bytes :meth:`DepthResult.save` writes (npy, png16, ply), the sidecar and
-    statistics (json), or depth, valid mask and uncertainty in one archive (npz)."""
-    meta = result.meta
+    """The answer for ``result``: the bytes :meth:`DepthResult.save` writes (npy, png16, ply) with the raw file's
+    sidecar in the X-Depth-Sidecar header, that sidecar and statistics (json), or depth, valid mask and uncertainty
+    in one archive with :attr:`DepthResult.meta` (npz, what :class:`depthforge.Client` reads)."""
+    raw = fmt if fmt in ("npy", "png16") else "npy"  # ply and json carry the sidecar of the npy file
+    files = result.save(folder, formats=(raw,), color=False, ply=fmt == "ply")
+    sidecar = json.loads(files[0].with_name(files[0].name + ".json").read_text())
     if fmt == "json":
-        body = {"name": result.name, "shape": list(result.depth.shape), "sidecar": meta,
-                "summary": summary(result.depth),
+        body = {"name": result.name, "sidecar": sidecar, "summary": summary(result.depth),
                 "valid_fraction": 1.0 if result.valid is None else float(result.valid.mean())}
         if result.uncertainty is not None:
             body["uncertainty"] = {"kind": result.uncertainty_kind, **summary(result.uncertainty)}
         content = json.dumps(body).encode()
     elif fmt == "npz":
-        arrays = {"depth": result.depth, "sidecar": np.array(json.dumps(meta))}
+        arrays = {"depth": result.depth, "sidecar": np.array(json.dumps(result.meta))}
         if result.valid is not None:
             arrays["valid"] = result.valid
         if result.uncertainty is not None:
@@ -155,9 +157,8 @@ def encode(result: DepthResult, fmt: str, folder: Path) -> Response:
         np.savez(buffer, **arrays)
         content = buffer.getvalue()
     else:
-        raw = (fmt,) if fmt != "ply" else ()
-        content = result.save(folder, formats=raw, color=False, ply=fmt == "ply")[0].read_bytes()
-    headers = {"X-Depth-Sidecar": json.dumps(meta, separators=(",", ":")), "X-Depth-Kind": result.kind,
+        content = files[-1 if fmt == "ply" else 0].read_bytes()
+    headers = {"X-Depth-Sidecar": json.dumps(sidecar, separators=(",", ":")), "X-Depth-Kind": result.kind,
                "Content-Disposition": f'attachment; filename="{result.name}{EXTENSION[fmt]}"'}
     return Response(content, media_type=MEDIA[fmt], headers=headers)
 

@@ -1,0 +1,444 @@
+"""``depthforge serve``: the real server in a child process (uvicorn's supervisor, two workers), spoken to over HTTP.
+
+Every response format is compared with the file ``depthforge predict`` writes for the same image and options; the
+OpenAPI schema is fuzzed with schemathesis; hostile requests, a killed worker and SIGTERM during a request are tried
+on the running service. The batcher, the loading state and the queue limit are tested in-process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+import depthforge
+from depthforge.cli import main
+from depthforge.serve.batching import Batcher, QueueFull
+from tests.conftest import train_tiny
+from tests.demo_driver import free_port
+
+START_TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    # trained long enough that flip TTA changes its depth: a dropped option shows in the bytes
+    return train_tiny(tmp_path_factory.mktemp("serve") / "run", steps=30, n_train=8, batch=4)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    from depthforge.data import SyntheticScenes
+
+    path = tmp_path_factory.mktemp("photo") / "street.png"
+    Image.fromarray(SyntheticScenes(1, 96, 160, seed=4).get_color(0)).save(path)
+    return path
+
+
+def start_server(args: list[str], log: Path, n_workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """``depthforge serve ARGS`` on a free port; the process and its URL once ``/health`` has been 200 from
+    ``n_workers`` worker processes (each loads its own model)."""
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "depthforge.cli", "serve", *args, "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline, ready = time.time() + START_TIMEOUT, set()
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            # a new connection each time: the kernel hands it to either worker
+            answer = httpx.get(f"{url}/health", timeout=2, headers={"connection": "close"})
+            if answer.status_code == 200:
+                ready.add(answer.json()["pid"])
+                if len(ready) >= n_workers:
+                    return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"depthforge serve did not start: {log.read_text()[-3000:]}")
+
+
+def workers(proc: subprocess.Popen) -> set[int]:
+    """The worker processes under the supervisor (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    found = set()
+    for pid in map(int, children):
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except FileNotFoundError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    proc, url = start_server(["--checkpoint", str(checkpoint), "--workers", "2", "--max-bytes", str(2**20),
+                              "--max-pixels", "1000000", "--read-timeout", "2"], log, n_workers=2)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def post(url: str, data: bytes, filename: str = "street.png", **params) -> httpx.Response:
+    return httpx.post(f"{url}/predict", params=params, files={"image": (filename, data, "image/png")}, timeout=60)
+
+
+def test_each_format_is_the_file_depthforge_predict_writes(server, checkpoint, photo, tmp_path):
+    url, _ = server
+    out = tmp_path / "cli"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photo), "--out", str(out), "--format", "npy",
+                 "png16", "--ply", "--flip-tta", "--fx", "120"]) == 0
+    data = photo.read_bytes()
+    sidecar = json.loads((out / "street.npy.json").read_text())
+    for fmt, file, raw in (("npy", "street.npy", "street.npy"), ("png16", "street.png", "street.png"),
+                           ("ply", "street.ply", "street.npy")):
+        answer = post(url, data, format=fmt, flip_tta="true", fx=120)
+        assert answer.status_code == 200, answer.text
+        assert answer.content == (out / file).read_bytes(), fmt
+        assert answer.headers["content-disposition"] == f'attachment; filename="{file}"'
+        assert json.loads(answer.headers["x-depth-sidecar"]) == json.loads((out / f"{raw}.json").read_text())
+    answer = post(url, data, format="json", flip_tta="true", fx=120)
+    depth = np.load(out / "street.npy")
+    assert answer.json()["sidecar"] == sidecar
+    assert answer.json()["summary"]["max"] == pytest.approx(float(depth.max()))
+    assert answer.json()["summary"]["median"] == pytest.approx(float(np.median(depth)))
+    # the raw body, named by the query, is the same file
+    raw = httpx.post(f"{url}/predict", params={"flip_tta": "true", "fx": 120, "name": "street"}, content=data,
+                     headers={"content-type": "image/png"})
+    assert raw.content == (out / "street.npy").read_bytes()
+    # the options matter on this model: without the flip the bytes differ
+    assert post(url, data, flip_tta="false", fx=120).content != (out / "street.npy").read_bytes()
+
+
+def test_the_client_gives_the_local_pipelines_result(server, checkpoint, photo):
+    url, _ = server
+    points = [(20, 30, 4.0), (120, 70, 9.0), (60, 50, 6.0)]
+    with depthforge.Client(url) as client:
+        remote = client.predict(photo, points=points, shift=True)
+        local = depthforge.load(checkpoint).predict(photo, points=points, shift=True)
+        assert np.array_equal(remote.depth, local.depth)
+        assert remote.meta == local.meta and remote.calibration["shift"] != 0
+        assert remote.intrinsics == local.intrinsics and remote.name == local.name == "street"
+        assert np.array_equal(remote.valid, local.valid)
+        array = np.asarray(Image.open(photo).convert("RGB"))[::-1].copy()  # an array input, upside down
+        remote, local = client.predict(array, flip_tta=True), depthforge.load(checkpoint).predict(array, flip_tta=True)
+        assert np.array_equal(remote.depth, local.depth) and remote.meta == local.meta
+        with pytest.raises(ValueError, match="stabilize"):
+            client.predict(photo, stabilize="flow")
+
+
+def test_batched_requests_equal_the_pipeline_on_the_same_batch(tmp_path, checkpoint):
+    """Requests of one size run as one batch; each answer is the pipeline's result for that batch (the last bits of
+    float32 may differ from a one-image run, as they do between ``predict`` on a folder and on one file)."""
+    from fastapi.testclient import TestClient
+
+    from depthforge.serve import Settings, create_app
+
+    rng = np.random.default_rng(3)
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (72, 96, 3), np.uint8)).save(files[-1])
+    from depthforge.serve import metrics
+
+    app = create_app(Settings(spec={"checkpoint": str(checkpoint)}, max_batch_size=4, batch_timeout=5.0))
+    runs = {s.name: s.value for s in metrics.BATCH.collect()[0].samples if s.name.endswith(("_count", "_sum"))}
+    with TestClient(app) as client:
+        wait_loaded(client)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda f: client.post("/predict", files={"image": (f.name, f.read_bytes())}),
+                                    files))
+    batched = list(depthforge.load(checkpoint).predict(files, batch_size=4))
+    for answer, result in zip(answers, batched):
+        assert np.array_equal(np.load(io.BytesIO(answer.content)), result.depth)
+    after = {s.name: s.value for s in metrics.BATCH.collect()[0].samples if s.name.endswith(("_count", "_sum"))}
+    assert after["depthforge_batch_size_count"] - runs["depthforge_batch_size_count"] == 1  # one model run
+    assert after["depthforge_batch_size_sum"] - runs["depthforge_batch_size_sum"] == 4  # took all four
+
+
+def wait_loaded(client, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while client.get("/health").status_code != 200:
+        assert time.time() < deadline, client.get("/health").json()
+        time.sleep(0.1)
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one sample on a Prometheus page (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        sample, _, rest = key.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if sample == name and got == want:
+            return float(value)
+    return 0.0
+
+
+def test_metrics_count_requests_over_both_workers(server, photo):
+    url, _ = server
+    before = httpx.get(f"{url}/metrics").text
+    for _ in range(5):
+        assert post(url, photo.read_bytes(), format="png16").status_code == 200
+    assert post(url, b"", format="png16").status_code == 422
+    after = httpx.get(f"{url}/metrics").text
+    ok = {"status": "200", "format": "png16"}
+    assert metric(after, "depthforge_requests_total", **ok) - metric(before, "depthforge_requests_total", **ok) == 5
+    bad = {"status": "422", "format": "png16"}
+    assert metric(after, "depthforge_requests_total", **bad) - metric(before, "depthforge_requests_total", **bad) == 1
+    assert (metric(after, "depthforge_errors_total", reason="invalid")
+            - metric(before, "depthforge_errors_total", reason="invalid")) == 1
+    assert (metric(after, "depthforge_request_seconds_count")
+            - metric(before, "depthforge_request_seconds_count")) == 6
+    assert metric(after, "depthforge_batch_size_sum") - metric(before, "depthforge_batch_size_sum") == 5
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels over a few bytes of data (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+            + chunk(b"IEND", b""))
+
+
+def slow_upload(url: str, seconds: float) -> tuple[int, bytes]:
+    """A client that sends its headers and 100 of the 5000 bytes it announced, then waits: the status and body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n"
+                  + b"\0" * 100)
+        time.sleep(seconds)
+        answer = s.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_hostile_requests_get_a_4xx_with_one_line_and_no_worker_dies(server, photo):
+    url, proc = server
+    alive = workers(proc)
+    good = photo.read_bytes()
+    boundary = "xyz"
+    huge_field = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\n{'a' * 300_000}\r\n"
+                  f"--{boundary}--\r\n").encode()
+    cases = {
+        "empty": (post(url, b""), 422, "empty"),
+        "truncated": (post(url, good[:300]), 422, "truncated"),
+        "bomb": (post(url, png_header_only(50000, 50000)), 413, "2500000000 pixels"),
+        "over --max-pixels": (post(url, png_header_only(2000, 1000)), 413, "2000x1000"),
+        "not an image": (post(url, b"GIF89a" + b"\0" * 50), 422, "Pillow"),
+        "wrong content type": (httpx.post(f"{url}/predict", content=good, headers={"content-type": "text/plain"}),
+                               415, "text/plain"),
+        "no image field": (httpx.post(f"{url}/predict", data={"x": "1"}, files={"other": ("a.png", good)}), 422,
+                           "'image'"),
+        "huge form field": (httpx.post(f"{url}/predict", content=huge_field,
+                                       headers={"content-type": f"multipart/form-data; boundary={boundary}"}), 400,
+                            "maximum size"),
+        "over --max-bytes": (post(url, os.urandom(2**20 + 10)), 413, "limit"),
+        "over --max-bytes, chunked": (httpx.post(f"{url}/predict", headers={"content-type": "image/png"},
+                                                 content=iter([b"\0" * 2**19] * 3)), 413, "limit"),
+        "unknown option": (post(url, good, colour="red"), 422, "colour"),
+        "unknown format": (post(url, good, format="tiff"), 422, "format"),
+        "point outside": (post(url, good, point="500,10,3"), 422, "point 500,10,3"),
+        "tiny tile": (post(url, good, tile="8x8"), 422, "tile"),
+        "relative scale": (post(url, good, tta_scales="9"), 422, "scale"),
+    }
+    for what, (answer, status, words) in cases.items():
+        assert answer.status_code == status, (what, answer.text)
+        reason = answer.json()["error"]
+        assert words in reason and "\n" not in reason, (what, reason)
+    status, body = slow_upload(url, 3.0)
+    assert status == 408 and b"--read-timeout" in body
+    assert workers(proc) == alive
+    assert post(url, good).status_code == 200
+
+
+def test_the_openapi_schema_fuzzed_gets_no_5xx_and_loses_no_worker(server):
+    """schemathesis generates requests from the schema FastAPI writes (options in and out of their ranges, multipart
+    and raw bodies of arbitrary bytes); a fixed seed, a few hundred requests."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    url, proc = server
+    alive = workers(proc)
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    seen: dict[int, int] = {}
+    failures = []
+    for found in schema.get_all_operations():
+        operation = found.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=300 if operation.path == "/predict" else 5, deadline=None, derandomize=True,
+                  database=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        def call(case):
+            answer = case.call(base_url=url, timeout=60)
+            seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
+            if answer.status_code >= 500:
+                failures.append((case.query, answer.text))
+
+        call()
+    assert not failures
+    assert sum(seen.values()) >= 300 and seen.get(200, 0) > 20 and seen.get(422, 0) > 20, seen
+    assert workers(proc) == alive
+
+
+def test_a_killed_worker_is_started_again_and_the_service_answers(server, photo):
+    url, proc = server
+    before = workers(proc)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    statuses = []
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            statuses.append(post(url, photo.read_bytes()).status_code)
+        except httpx.TransportError as err:  # the killed worker's connection
+            statuses.append(type(err).__name__)
+        now = workers(proc)
+        if len(now) == 2 and victim not in now and statuses[-1] == 200:
+            break
+    now = workers(proc)
+    assert victim not in now and len(now) == 2, (before, now)
+    assert statuses[-1] == 200 and all(s in (200, 503) or isinstance(s, str) for s in statuses), statuses
+    with depthforge.Client(url) as client:
+        assert client.wait_ready(60)["status"] == "ok"
+
+
+def test_sigterm_finishes_the_request_in_flight_then_stops(checkpoint, tmp_path):
+    proc, url = start_server(["--checkpoint", str(checkpoint)], tmp_path / "serve.log")
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)).save(big)
+    answer = {}
+
+    def slow():  # tiles of 48x64 over 480x640, half overlapping: seconds of work
+        answer["r"] = post(url, big.read_bytes(), "big.png", tile="48x64", overlap=0.5)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    thread.join(timeout=120)
+    assert proc.wait(timeout=120) == 0
+    assert answer["r"].status_code == 200 and np.load(io.BytesIO(answer["r"].content)).shape == (480, 640)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=5)
+
+
+def test_health_is_503_until_the_model_is_loaded(checkpoint, photo, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import depthforge.serve.app as app_module
+    from depthforge.serve import Settings, create_app
+
+    gate = threading.Event()
+    real_load = app_module.load
+    monkeypatch.setattr(app_module, "load", lambda *a, **k: gate.wait(60) and real_load(*a, **k))
+    with TestClient(create_app(Settings(spec={"checkpoint": str(checkpoint)}))) as client:
+        assert client.get("/health").status_code == 503 and client.get("/health").json()["status"] == "loading"
+        refused = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        gate.set()
+        wait_loaded(client)
+        assert client.get("/health").json()["model"] == "unet_resnet18"
+        assert client.post("/predict", files={"image": ("a.png", photo.read_bytes())}).status_code == 200
+
+
+def test_health_says_why_the_model_did_not_load(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from depthforge.serve import Settings, create_app
+
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with TestClient(create_app(Settings(spec={"checkpoint": str(bad)}))) as client:
+        deadline = time.time() + 60
+        while client.get("/health").json()["status"] == "loading" and time.time() < deadline:
+            time.sleep(0.1)
+        state = client.get("/health")
+        assert state.status_code == 503 and state.json()["status"] == "failed" and "broken.ckpt" in state.json()["error"]
+
+
+def test_a_full_queue_is_answered_503_with_retry_after(checkpoint, photo):
+    from fastapi.testclient import TestClient
+
+    from depthforge.serve import Settings, create_app
+
+    with TestClient(create_app(Settings(spec={"checkpoint": str(checkpoint)}))) as client:
+        wait_loaded(client)
+        service = client.app.state.service
+
+        class Full:
+            def submit(self, key, item):
+                raise QueueFull(7)
+
+        real, service.batcher = service.batcher, Full()
+        try:
+            answer = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})
+        finally:
+            service.batcher = real
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "7"
+        assert "queue is full" in answer.json()["error"]
+
+
+class Recorder:
+    """A batch runner that records its batches; the first one waits for ``gate`` (so others queue meanwhile)."""
+
+    def __init__(self):
+        self.batches, self.gate, self.started = [], threading.Event(), threading.Event()
+
+    def __call__(self, items):
+        self.started.set()
+        self.gate.wait(10)
+        self.batches.append(list(items))
+        return [f"done {i}" for i in items]
+
+
+def test_the_batcher_groups_by_key_and_a_full_batch_does_not_wait_behind_another_keys_window():
+    run = Recorder()
+    batcher = Batcher(run, max_batch=2, timeout=0.05, max_queue=10)
+    first = batcher.submit("x", "x1")
+    assert run.started.wait(5)
+    futures = [batcher.submit(k, v) for k, v in (("a", "a1"), ("b", "b1"), ("a", "a2"), ("a", "a3"))]
+    with pytest.raises(QueueFull) as full:  # max_queue counts the waiting ones only
+        for i in range(7):
+            batcher.submit("c", f"c{i}")
+    assert full.value.retry_after >= 1 and batcher.waiting == 10
+    time.sleep(0.2)  # every window is over: batches go oldest first, each of one key
+    run.gate.set()
+    assert first.result(5) == "done x1" and [f.result(5) for f in futures] == ["done a1", "done b1", "done a2",
+                                                                             "done a3"]
+    batcher.stop()
+    assert run.batches[:4] == [["x1"], ["a1", "a2"], ["b1"], ["a3"]]
+    assert sorted(sum(run.batches[4:], [])) == [f"c{i}" for i in range(6)]
+
+    run = Recorder()
+    run.gate.set()
+    batcher = Batcher(run, max_batch=2, timeout=5.0)
+    slow = batcher.submit("a", "a1")  # waits up to 5 s for a second of its size
+    start = time.monotonic()
+    pair = [batcher.submit("b", v) for v in ("b1", "b2")]
+    assert [f.result(2) for f in pair] == ["done b1", "done b2"]
+    assert time.monotonic() - start < 2 and run.batches[0] == ["b1", "b2"] and not slow.done()
+    batcher.stop()  # stopping runs what is queued without waiting out its window
+    assert slow.result(1) == "done a1"
