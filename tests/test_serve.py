@@ -442,3 +442,28 @@ def test_the_batcher_groups_by_key_and_a_full_batch_does_not_wait_behind_another
     assert time.monotonic() - start < 2 and run.batches[0] == ["b1", "b2"] and not slow.done()
     batcher.stop()  # stopping runs what is queued without waiting out its window
     assert slow.result(1) == "done a1"
+
+
+def test_a_batch_that_fails_is_run_again_image_by_image(checkpoint, tmp_path):
+    """One image that makes the model fail fails its own request only, not the batch it was in."""
+    from depthforge.serve.app import Service, Settings
+
+    service = Service(Settings(spec={"checkpoint": str(checkpoint)}))
+    service.load()
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((40, 56, 3), 60 * i, np.uint8)).save(files[-1])
+    real = service.pipeline.stream
+
+    def stream(paths, **options):  # the model fails on any batch holding 1.png
+        if files[1] in paths:
+            raise RuntimeError("the model failed")
+        return real(paths, **options)
+
+    service.pipeline.stream = stream
+    results = service.run([(f, {}) for f in files])
+    service.close()
+    assert isinstance(results[1], RuntimeError)
+    for file, result in zip(files[::2], results[::2]):
+        assert np.array_equal(result.depth, depthforge.load(checkpoint).predict(file).depth)
