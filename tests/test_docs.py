@@ -39,7 +39,9 @@ TRAIN_SHORT = ["--max-steps", "2", "data.batch_size=2", "data.val_batch_size=2",
                "data.cache=false", "train.num_previews=0", "data.synthetic.num_train=4", "data.synthetic.num_val=2",
                "data.synthetic.height=48", "data.synthetic.width=64"]
 # Programs a parse-checked block may name besides depthforge, pip and python (what each needs is not run here).
-KNOWN_TOOLS = {"tar", "torchrun", "tensorboard", "mlflow", "mkdocs", "huggingface-cli", "source", "cd", "export"}
+# curl talks to a running `depthforge serve` (tests/test_serve.py talks HTTP to one).
+KNOWN_TOOLS = {"tar", "torchrun", "tensorboard", "mlflow", "mkdocs", "huggingface-cli", "source", "cd", "export",
+               "curl"}
 
 
 @dataclass

@@ -163,7 +163,8 @@ def test_batched_requests_equal_the_pipeline_on_the_same_batch(tmp_path, checkpo
     runs = {s.name: s.value for s in metrics.BATCH.collect()[0].samples if s.name.endswith(("_count", "_sum"))}
     with TestClient(app) as client:
         wait_loaded(client)
-        with ThreadPoolExecutor(4) as pool:
+        # as if a fifth request were on its way in: the four wait for company (up to 5 s) and fill one batch
+        with app.state.service.batcher.arriving(), ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda f: client.post("/predict", files={"image": (f.name, f.read_bytes())}),
                                     files))
     batched = list(depthforge.load(checkpoint).predict(files, batch_size=4))
@@ -357,7 +358,7 @@ def test_health_is_503_until_the_model_is_loaded(checkpoint, photo, monkeypatch)
     with TestClient(create_app(Settings(spec={"checkpoint": str(checkpoint)}))) as client:
         assert client.get("/health").status_code == 503 and client.get("/health").json()["status"] == "loading"
         refused = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
         gate.set()
         wait_loaded(client)
         assert client.get("/health").json()["model"] == "unet_resnet18"
@@ -388,11 +389,11 @@ def test_a_full_queue_is_answered_503_with_retry_after(checkpoint, photo):
         wait_loaded(client)
         service = client.app.state.service
 
-        class Full:
+        class Full(Batcher):
             def submit(self, key, item):
                 raise QueueFull(7)
 
-        real, service.batcher = service.batcher, Full()
+        real, service.batcher = service.batcher, Full(lambda items: items)
         try:
             answer = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})
         finally:
@@ -435,13 +436,15 @@ def test_the_batcher_groups_by_key_and_a_full_batch_does_not_wait_behind_another
     run = Recorder()
     run.gate.set()
     batcher = Batcher(run, max_batch=2, timeout=5.0)
-    slow = batcher.submit("a", "a1")  # waits up to 5 s for a second of its size
     start = time.monotonic()
-    pair = [batcher.submit("b", v) for v in ("b1", "b2")]
-    assert [f.result(2) for f in pair] == ["done b1", "done b2"]
-    assert time.monotonic() - start < 2 and run.batches[0] == ["b1", "b2"] and not slow.done()
-    batcher.stop()  # stopping runs what is queued without waiting out its window
-    assert slow.result(1) == "done a1"
+    with batcher.arriving():  # another request is on its way in: a1 waits (up to 5 s) for it
+        slow = batcher.submit("a", "a1")
+        pair = [batcher.submit("b", v) for v in ("b1", "b2")]
+        assert [f.result(2) for f in pair] == ["done b1", "done b2"]  # a full batch does not wait behind a1
+        assert run.batches == [["b1", "b2"]] and not slow.done()
+    assert slow.result(2) == "done a1"  # nobody on the way in any more: it runs without waiting out its window
+    assert time.monotonic() - start < 2
+    batcher.stop()
 
 
 def test_a_batch_that_fails_is_run_again_image_by_image(checkpoint, tmp_path):

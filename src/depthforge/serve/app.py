@@ -219,19 +219,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def _predict(request: Request, query: PredictQuery, start: float) -> Response:
         if service.pipeline is None:
-            raise BadRequest(503, service.error or "the model is still loading", {"Retry-After": "5"})
-        data, filename = await upload(request, settings.max_bytes, settings.read_timeout)
-        suffix, size = await run_in_threadpool(check_image, data, settings.max_pixels)
-        options = query.options(size)
+            raise BadRequest(503, service.error or "the model is still loading", {"Retry-After": "2"})
         folder = service.workdir / uuid.uuid4().hex
-        folder.mkdir()
         try:
-            path = folder / f"{query.name or _stem(filename)}{suffix}"
-            path.write_bytes(data)
-            try:
-                future = service.batcher.submit((size, json.dumps(options, sort_keys=True)), (path, options))
-            except QueueFull as full:
-                raise BadRequest(503, str(full), {"Retry-After": str(full.retry_after)}) from None
+            with service.batcher.arriving():  # requests queued meanwhile wait for this one to join them
+                data, filename = await upload(request, settings.max_bytes, settings.read_timeout)
+                suffix, size = await run_in_threadpool(check_image, data, settings.max_pixels)
+                options = query.options(size)
+                folder.mkdir()
+                path = folder / f"{query.name or _stem(filename)}{suffix}"
+                path.write_bytes(data)
+                try:
+                    future = service.batcher.submit((size, json.dumps(options, sort_keys=True)), (path, options))
+                except QueueFull as full:
+                    raise BadRequest(503, str(full), {"Retry-After": str(full.retry_after)}) from None
             left = settings.timeout - (time.monotonic() - start)
             try:
                 result = await asyncio.wait_for(asyncio.wrap_future(future), max(left, 0.001))

@@ -1,7 +1,8 @@
 """Dynamic batching keyed by what a batch must share: requests with the same key (image size and options) are run
-together, up to ``max_batch`` of them, waiting at most ``timeout`` seconds for company; a key whose batch is full or
-whose oldest request has waited its time goes first, so a photo of another size never waits behind a batch it
-cannot join. The queue is bounded: a request over ``max_queue`` is refused at once (the server answers 503 with
+together, up to ``max_batch`` of them. A request waits for company only while others are on their way in (being
+uploaded and checked: :meth:`Batcher.arriving`), and at most ``timeout`` seconds, so a lone request runs at once; a
+key whose batch is full or whose oldest request has waited its time goes first, so a photo of another size never
+waits behind a batch it cannot join. The queue is bounded: a request over ``max_queue`` is refused at once (the server answers 503 with
 Retry-After) instead of the queue growing without limit."""
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +44,7 @@ class Batcher:
         self.run, self.max_batch, self.timeout, self.max_queue = run, max_batch, timeout, max_queue
         self.queues: dict[Hashable, deque[Job]] = {}
         self.waiting = 0
+        self.incoming = 0  # requests on their way in (see arriving)
         self.seconds_per_item = 0.1  # a running mean of the run time per item, for Retry-After
         self.cond = threading.Condition()
         self.stopped = False
@@ -61,6 +64,19 @@ class Batcher:
             self.cond.notify()
             return job.future
 
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Around a request's reading and checking, up to its :meth:`submit`: while any request is inside, queued
+        ones wait (up to ``timeout``) for it to join their batch."""
+        with self.cond:
+            self.incoming += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.incoming -= 1
+                self.cond.notify()
+
     def stop(self) -> None:
         """Finish the jobs queued, then end the thread."""
         with self.cond:
@@ -69,11 +85,12 @@ class Batcher:
         self.thread.join()
 
     def _next(self) -> list[Job] | None:
-        """The next batch (called holding the lock): a full one, else the one whose oldest job's wait is over
-        (oldest first); None to wait for ``timeout`` seconds or a new job."""
+        """The next batch (called holding the lock): a full one, else the one whose oldest job's wait is over or
+        that nobody on the way in may join (oldest first); None to wait for ``timeout`` seconds or a new job."""
         now = time.monotonic()
+        alone = self.incoming == 0 or self.stopped
         ready = [q for q in self.queues.values()
-                 if len(q) >= self.max_batch or now - q[0].queued >= self.timeout or self.stopped]
+                 if len(q) >= self.max_batch or now - q[0].queued >= self.timeout or alone]
         if not ready:
             return None
         queue = min(ready, key=lambda q: q[0].queued)
