@@ -152,6 +152,6 @@ def test_exr_channels_and_a_missing_openexr(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=rf"^{tmp_path / 'bad.exr'}: unreadable depth file \(.*\)$"):
         read_depth_file(tmp_path / "bad.exr")
     monkeypatch.setitem(sys.modules, "OpenEXR", None)
-    with pytest.raises(RuntimeError, match=r"^EXR needs the OpenEXR bindings: pip install OpenEXR \(or "
-                                           r"depthforge\[formats\]\); or write npy / pfm / png16$"):
+    with pytest.raises(ImportError, match=r"^EXR needs the OpenEXR bindings: pip install 'depthforge\[formats\]' "
+                                          r"\(or write npy, pfm or png16\)$"):
         write_depth(tmp_path / "y", d, "exr")

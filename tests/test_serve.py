@@ -437,14 +437,31 @@ def test_the_batcher_groups_by_key_and_a_full_batch_does_not_wait_behind_another
     run.gate.set()
     batcher = Batcher(run, max_batch=2, timeout=5.0)
     start = time.monotonic()
+    assert batcher.submit("z", "z1").result(2) == "done z1"  # a lone client's request runs at once
     with batcher.arriving():  # another request is on its way in: a1 waits (up to 5 s) for it
         slow = batcher.submit("a", "a1")
         pair = [batcher.submit("b", v) for v in ("b1", "b2")]
         assert [f.result(2) for f in pair] == ["done b1", "done b2"]  # a full batch does not wait behind a1
-        assert run.batches == [["b1", "b2"]] and not slow.done()
-    assert slow.result(2) == "done a1"  # nobody on the way in any more: it runs without waiting out its window
-    assert time.monotonic() - start < 2
+        assert run.batches == [["z1"], ["b1", "b2"]] and not slow.done()
+    batcher.stop()  # stopping runs what is queued without waiting out its window
+    assert slow.result(1) == "done a1" and time.monotonic() - start < 2
+
+
+def test_after_a_batch_of_several_a_request_waits_for_company():
+    """Concurrent clients send their next requests a little apart: after a batch of several, the first to come
+    back waits (up to the timeout) for the others instead of running alone."""
+    run = Recorder()
+    run.gate.set()
+    batcher = Batcher(run, max_batch=4, timeout=0.5)
+    with batcher.arriving():
+        first = [batcher.submit("a", f"a{i}") for i in range(4)]
+    assert [f.result(2) for f in first] == [f"done a{i}" for i in range(4)]
+    again = batcher.submit("a", "x1")
+    time.sleep(0.1)  # the second client is 100 ms later
+    second = batcher.submit("a", "x2")
+    assert again.result(2) == "done x1" and second.result(2) == "done x2"
     batcher.stop()
+    assert run.batches[1] == ["x1", "x2"]
 
 
 def test_a_batch_that_fails_is_run_again_image_by_image(checkpoint, tmp_path):

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from depthforge.cli import data, demo, evaluate, export, predict, serve, share, train
-from depthforge.cli.common import UsageError, model_options, separate_values, verbosity_options
+from depthforge.cli.common import UsageError, extra_message, model_options, separate_values, verbosity_options
 from depthforge.console import configure_console
 from depthforge.version import __version__
 
@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError, PretrainedWeightsError, ParityError, FileNotFoundError,
             KeyError, ValueError) as err:
         print(f"depthforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # an optional dependency the command reached for: which extra brings it
+        if (message := extra_message(err)) is None:
+            raise
+        print(f"depthforge {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

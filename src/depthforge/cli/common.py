@@ -124,13 +124,14 @@ def relaunch(args: argparse.Namespace) -> int | None:
                             str(args.devices), "-m", "depthforge.cli", *argv])
 
 
-def detected(root: str, overrides: list[str]) -> list[str]:
-    """``["data.name=<layout found in root>"]``, printed; nothing when the overrides already name the format."""
+def detected(root: str, overrides: list[str], how: str = "data.name=<layout>") -> list[str]:
+    """``["data.name=<layout found in root>"]``, printed; nothing when the overrides already name the format.
+    ``how``: the way the command names a layout, for the error when none is recognised."""
     from depthforge.data.detect import detect_format
 
     if any(o.startswith("data.name=") for o in overrides):
         return []
-    name, description = detect_format(root)
+    name, description = detect_format(root, how)
     print(f"{root}: detected {description} (data.name={name})")
     return [f"data.name={name}"]
 
@@ -218,11 +219,36 @@ def source_spec(args: argparse.Namespace) -> dict:
     return model_specs(args)[0]
 
 
-def require_extra(extra: str, *modules: str) -> None:
-    """A usage error naming the extra to install when one of ``modules`` is missing (before anything starts)."""
-    from importlib.util import find_spec
+# The extra that brings each optional module (pyproject.toml's optional-dependencies)
+EXTRA_OF = {"gradio": "demo", "trimesh": "demo", "onnx": "export", "onnxruntime": "export", "openvino": "openvino",
+            "nncf": "openvino", "transformers": "hf", "huggingface_hub": "hf", "diffusers": "diffusion",
+            "scipy": "marigold", "av": "video", "cv2": "video", "OpenEXR": "formats", "h5py": "formats",
+            "mlflow": "mlflow", "wandb": "wandb", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
+            "prometheus_client": "serve", "httpx": "serve"}
 
-    missing = [m for m in modules if find_spec(m) is None]
+
+def extra_message(err: ImportError) -> str | None:
+    """One line naming the extra to install for a missing optional module, or None when it is not one of ours."""
+    if "pip install 'depthforge[" in str(err):
+        return str(err).splitlines()[0]
+    top = (err.name or "").split(".")[0]
+    if top in EXTRA_OF:
+        extra = EXTRA_OF[top]
+        return f"{top} is not installed; it comes with the '{extra}' extra: pip install 'depthforge[{extra}]'"
+    return None
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """A usage error naming the extra to install when one of ``modules`` cannot be imported (checked before the
+    command starts anything)."""
+    import importlib
+
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
     if missing:
         raise UsageError(f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
                          f"pip install 'depthforge[{extra}]'")

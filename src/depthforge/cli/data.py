@@ -29,7 +29,7 @@ def _config(args: argparse.Namespace):
     if args.format:
         overrides.insert(0, f"data.name={args.format}")
     if args.root:
-        overrides = [f"data.root={args.root}", *detected(args.root, overrides)] + overrides
+        overrides = [f"data.root={args.root}", *detected(args.root, overrides, "--format <layout>")] + overrides
     return load_config(args.config, overrides)
 
 

@@ -22,6 +22,9 @@ def add_parser(sub, parents: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from depthforge.cli.common import require_extra
+
+    require_extra("demo", "gradio", "trimesh")
     from depthforge.demo import DemoApp, default_sources, launch
 
     import signal

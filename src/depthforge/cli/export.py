@@ -52,6 +52,12 @@ def add_parser(sub, parents: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from depthforge.cli.common import require_extra
+
+    if args.format == "onnx":  # before anything is loaded or written
+        require_extra("export", "onnx", "onnxruntime")
+    elif args.format == "openvino":
+        require_extra("openvino", "openvino", *(["nncf"] if args.quantize else []))
     from depthforge.export import export_checked
     from depthforge.sources import load_checkpoint
 

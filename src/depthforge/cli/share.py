@@ -20,6 +20,10 @@ def add_parser(sub, parents: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.repo:  # before the folder is written
+        from depthforge.cli.common import require_extra
+
+        require_extra("hf", "huggingface_hub")
     from depthforge.evaluation.card import read_card
     from depthforge.sources import load_checkpoint
     from depthforge.sources.hub import push, save_pretrained

@@ -41,8 +41,9 @@ def _nyu_scene(folder: Path) -> bool:
     return bool(jpgs & {p.stem for p in folder.glob("*.png")})
 
 
-def detect_format(root: str | Path) -> tuple[str, str]:
-    """``(data.name, description)`` for ``root``; :class:`DataError` listing the known layouts otherwise."""
+def detect_format(root: str | Path, how: str = "data.name=<layout>") -> tuple[str, str]:
+    """``(data.name, description)`` for ``root``; :class:`DataError` listing the known layouts otherwise, saying
+    how the calling command names a format (``how``: its own option)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: no such file or folder")
@@ -70,9 +71,12 @@ def detect_format(root: str | Path) -> tuple[str, str]:
         nested = [d for d in subdirs if (d / "rgb").is_dir() and (d / "depth").is_dir()]
         if nested:
             raise DataError(f"{root}: the challenge layout is one level down; pass {nested[0]} as the data root")
-    found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:8]) if root.is_dir() \
-        else root.suffix or "a file without suffix"
+    if root.is_dir():
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+        found = "an empty folder" if not names else ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    else:
+        found = f"a {root.suffix} file" if root.suffix else "a file without suffix"
     known = "\n".join(f"  {name}: {text}" for name, text in LAYOUTS.items())
     raise DataError(f"{root}: not a layout depthforge recognises (found: {found}). Known layouts:\n{known}\n"
-                    "Rearrange the files into one of them, or name the format with --format / data.name=... "
+                    f"Rearrange the files into one of them, or name the layout with {how} "
                     f"(images: {', '.join(IMAGE_SUFFIXES)})")

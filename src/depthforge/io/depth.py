@@ -30,8 +30,8 @@ def _openexr():
     try:
         import OpenEXR
     except ImportError as err:
-        raise RuntimeError("EXR needs the OpenEXR bindings: pip install OpenEXR (or depthforge[formats]); "
-                           "or write npy / pfm / png16") from err
+        raise ImportError("EXR needs the OpenEXR bindings: pip install 'depthforge[formats]' (or write npy, pfm or "
+                          "png16)", name="OpenEXR") from err
     return OpenEXR
 
 

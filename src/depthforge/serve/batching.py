@@ -1,8 +1,9 @@
 """Dynamic batching keyed by what a batch must share: requests with the same key (image size and options) are run
-together, up to ``max_batch`` of them. A request waits for company only while others are on their way in (being
-uploaded and checked: :meth:`Batcher.arriving`), and at most ``timeout`` seconds, so a lone request runs at once; a
-key whose batch is full or whose oldest request has waited its time goes first, so a photo of another size never
-waits behind a batch it cannot join. The queue is bounded: a request over ``max_queue`` is refused at once (the server answers 503 with
+together, up to ``max_batch`` of them. A request waits for company, at most ``timeout`` seconds, only while
+company is likely: others are on their way in (being uploaded and checked: :meth:`Batcher.arriving`) or the last
+batch held several requests (clients are sending concurrently); a lone client's request runs at once. A key whose
+batch is full or whose oldest request has waited its time goes first, so a photo of another size never waits behind
+a batch it cannot join. The queue is bounded: a request over ``max_queue`` is refused at once (the server answers 503 with
 Retry-After) instead of the queue growing without limit."""
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Batcher:
         self.queues: dict[Hashable, deque[Job]] = {}
         self.waiting = 0
         self.incoming = 0  # requests on their way in (see arriving)
+        self.last_batch = 0  # the size of the batch run last: several means concurrent clients
         self.seconds_per_item = 0.1  # a running mean of the run time per item, for Retry-After
         self.cond = threading.Condition()
         self.stopped = False
@@ -86,9 +88,9 @@ class Batcher:
 
     def _next(self) -> list[Job] | None:
         """The next batch (called holding the lock): a full one, else the one whose oldest job's wait is over or
-        that nobody on the way in may join (oldest first); None to wait for ``timeout`` seconds or a new job."""
+        that no company is likely to join (oldest first); None to wait for ``timeout`` seconds or a new job."""
         now = time.monotonic()
-        alone = self.incoming == 0 or self.stopped
+        alone = (self.incoming == 0 and self.last_batch <= 1) or self.stopped
         ready = [q for q in self.queues.values()
                  if len(q) >= self.max_batch or now - q[0].queued >= self.timeout or alone]
         if not ready:
@@ -98,6 +100,7 @@ class Batcher:
         if not queue:
             del self.queues[batch[0].key]
         self.waiting -= len(batch)
+        self.last_batch = len(batch)
         return batch
 
     def _loop(self) -> None:

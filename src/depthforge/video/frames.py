@@ -16,7 +16,7 @@ def _av():
     try:
         import av
     except ImportError as err:
-        raise RuntimeError("video needs PyAV: pip install av (or depthforge[video])") from err
+        raise ImportError("video files need PyAV: pip install 'depthforge[video]'", name="av") from err
     return av
 
 
@@ -29,7 +29,7 @@ def opencv_frames(source: int | str) -> Iterator[np.ndarray]:
     try:
         import cv2
     except ImportError as err:
-        raise RuntimeError("camera input needs OpenCV: pip install 'depthforge[video]'") from err
+        raise ImportError("camera input needs OpenCV: pip install 'depthforge[video]'", name="cv2") from err
     capture = cv2.VideoCapture(source)
     try:
         if not capture.isOpened():
