@@ -21,7 +21,7 @@ def test_raw_formats_round_trip_with_sidecar(fmt, tmp_path):
     sidecar = json.loads(side.read_text())
     assert sidecar["units"] == "metres" and sidecar["format"] == fmt and "scale" in sidecar
     assert sidecar["intrinsics"]["fx"] == 10.0 and sidecar["model"] == "unet_efficientnet_lite0"
-    assert sidecar["valid_range"] == pytest.approx([depth.min(), depth.max()])
+    assert sidecar["value_range"] == pytest.approx([depth.min(), depth.max()])
     assert read_meta == sidecar
 
 

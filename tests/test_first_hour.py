@@ -163,7 +163,7 @@ def test_predict_clamps_impossible_depth_and_says_so(run, tmp_path, monkeypatch,
     depth = np.load(out / "photo.npy")
     assert depth.min() == pytest.approx(1e-3) and depth.max() == pytest.approx(10.0)
     side = json.loads((out / "photo.npy.json").read_text())
-    assert side["valid_range"][0] > 0 and side["clamped"]["range"] == [1e-3, 10.0]
+    assert side["value_range"][0] > 0 and side["clamped"]["model_range"] == [1e-3, 10.0]
     assert side["clamped"]["below"] == pytest.approx((raw < 1e-3).mean())
     assert side["clamped"]["above"] == pytest.approx((raw > 10).mean())
     assert side["clamped"]["raw_range"] == pytest.approx([-5.0, 30.0])

@@ -82,3 +82,34 @@ def test_an_empty_data_folder_says_so_and_names_only_options_the_command_has(com
     err = capsys.readouterr().err
     assert "(found: an empty folder)" in err and f"name the layout with {how}" in err
     assert ("--format" in err) == (how.startswith("--format")), err
+
+
+def test_the_readme_and_each_docs_page_say_where_data_comes_from_before_using_it():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    first = readme.index("DATA/DepthEstimationUnreal")
+    assert "tar -xJf train.tar.xz -C DATA && tar -xJf val.tar.xz -C DATA" in readme[:first]
+    for page in sorted((root / "docs").glob("*.md")):
+        text = page.read_text()
+        if "DATA/DepthEstimationUnreal" in text:
+            before = text[:text.index("DATA/DepthEstimationUnreal")]
+            assert "challenge data is unpacked into" in before or "is the DLRP course's" in before, page.name
+
+
+def test_sidecar_keys_say_what_they_hold_and_old_sidecars_read_with_the_new_names(checkpoint, photo, tmp_path):
+    import json
+
+    from depthforge.io import read_depth
+
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photo), "--out", str(out)]) == 0
+    side = json.loads((out / "photo.npy.json").read_text())
+    depth = np.load(out / "photo.npy")
+    assert side["value_range"] == pytest.approx([float(depth.min()), float(depth.max())])
+    assert side["clamped"]["model_range"] == [1e-3, 20.0] and "valid_range" not in side
+    old = {**side, "valid_range": side.pop("value_range"),
+           "clamped": {**side["clamped"], "range": side["clamped"].pop("model_range")}}
+    (out / "photo.npy.json").write_text(json.dumps(old))  # as depthforge 0.1 wrote it
+    _, meta = read_depth(out / "photo.npy")
+    assert meta["value_range"] == old["valid_range"] and meta["clamped"]["model_range"] == [1e-3, 20.0]
+    assert "valid_range" not in meta and "range" not in meta["clamped"]

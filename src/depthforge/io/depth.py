@@ -64,7 +64,7 @@ def write_depth(path: str | Path, depth: np.ndarray, fmt: str = "npy", scale: fl
     path.parent.mkdir(parents=True, exist_ok=True)
     depth = np.asarray(depth, dtype=np.float32)
     sidecar = {"units": "metres", "format": fmt, "shape": list(depth.shape),
-               "valid_range": [float(np.nanmin(depth)), float(np.nanmax(depth))], **(meta or {})}
+               "value_range": [float(np.nanmin(depth)), float(np.nanmax(depth))], **(meta or {})}
     if fmt == "npy":
         np.save(path, depth)
         sidecar["scale"] = 1.0
@@ -134,10 +134,18 @@ def read_depth_file(path: Path, scale: float = 1.0, require_16bit: bool = False)
 
 
 def read_sidecar(path: str | Path) -> dict:
-    """The JSON sidecar ``<file>.json`` written beside a depth file, or ``{}`` if there is none."""
+    """The JSON sidecar ``<file>.json`` written beside a depth file, or ``{}`` if there is none. Sidecars written
+    before depthforge 0.2 are read with the keys renamed as they are written now: ``valid_range`` (the min / max of
+    the file's values) is ``value_range``, ``clamped.range`` (the depths the model can mean) is
+    ``clamped.model_range``."""
     path = Path(path)
     side = path.with_name(path.name + ".json")
-    return json.loads(side.read_text()) if side.is_file() else {}
+    meta = json.loads(side.read_text()) if side.is_file() else {}
+    if "valid_range" in meta:
+        meta["value_range"] = meta.pop("valid_range")
+    if isinstance(meta.get("clamped"), dict) and "range" in meta["clamped"]:
+        meta["clamped"]["model_range"] = meta["clamped"].pop("range")
+    return meta
 
 
 def read_depth(path: str | Path) -> tuple[np.ndarray, dict]:

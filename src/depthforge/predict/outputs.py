@@ -32,7 +32,7 @@ def clamp_depth(depth: np.ndarray, valid_range: tuple[float, float], name: str, 
     lo, hi = valid_range
     finite = np.isfinite(depth)
     below, above = float(((depth < lo) | ~finite).mean()), float((depth > hi).mean())
-    info = {"range": [lo, hi], "below": below, "above": above,
+    info = {"model_range": [lo, hi], "below": below, "above": above,
             "raw_range": [float(np.nanmin(depth)), float(np.nanmax(depth))] if finite.any() else None}
     if warn and (below or above):
         log.warning("%s: %.1f%% of pixels below %g m and %.1f%% above %g m (raw %s) clamped into the model's valid "
