@@ -103,7 +103,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url)
             upload_and_predict(page, image)
-            page.locator("#files a[download='depth.png']").wait_for(timeout=120_000)
+            page.locator("#files a[download$='_depth.png']").wait_for(timeout=120_000)
             print(click_depth(page, [(0.3, 0.8), (0.7, 0.6)]))
             page.screenshot(path=args.out)
             browser.close()

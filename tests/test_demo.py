@@ -60,7 +60,8 @@ def test_app_actions_measure_calibrate_and_refuse_bad_files(checkpoint, photo, t
     result, out = app.predict(str(photo), name)
     assert result.depth.shape == (72, 120) and "downscaled from 160x96 to 120x72" in out["info"]
     assert result.depth.max() - result.depth.min() > 0.1  # 100x the PNG step and 20x the distance tolerance
-    assert {Path(f).name for f in out["files"]} == {"depth.png", "depth.npy", "depth.png.json", "depth.ply"}
+    assert {Path(f).name for f in out["files"]} == {"street_depth.png", "street_depth.npy", "street_depth.png.json",
+                                                    "street_depth.ply"}
     assert all(Path(f).resolve().is_relative_to((tmp_path / "work").resolve()) for f in out["files"] + [out["glb"]])
     app.click(result, 10, 20)
     text = app.click(result, 100, 50)
@@ -112,7 +113,7 @@ def test_api_returns_the_raw_depth_file(server, checkpoint, photo, tmp_path):
     files = {Path(f["value"] if isinstance(f, dict) else f).name: Path(f["value"] if isinstance(f, dict) else f)
              for f in outputs[2]}
     expected = _predict_cli(checkpoint, photo, tmp_path / "cli")
-    np.testing.assert_allclose(np.load(files["depth.npy"]), expected, atol=1e-6)
+    np.testing.assert_allclose(np.load(files["street_depth.npy"]), expected, atol=1e-6)
 
 
 def _png_metres(path: Path, sidecar: dict) -> np.ndarray:
@@ -154,19 +155,19 @@ def test_the_page_in_a_real_browser(server, checkpoint, photo, tmp_path):
         clear_upload(page)
 
         upload_and_predict(page, photo)
-        page.locator("#files a[download='depth.png']").wait_for(timeout=60_000)
+        page.locator("#files a[download='street_depth.png']").wait_for(timeout=60_000)
         assert page.locator("#slider img").count() >= 1
         links = page.locator("#files a")
         assert {links.nth(i).get_attribute("download") for i in range(links.count())} == {
-            "depth.png", "depth.npy", "depth.png.json", "depth.ply"}
+            "street_depth.png", "street_depth.npy", "street_depth.png.json", "street_depth.ply"}
         downloads = {}
-        for name in ("depth.png", "depth.png.json"):
+        for name in ("street_depth.png", "street_depth.png.json"):
             with page.expect_download() as info:
                 page.locator(f"#files a[download='{name}']").click()
             downloads[name] = tmp_path / f"dl-{name}"
             info.value.save_as(downloads[name])
-        sidecar = json.loads(downloads["depth.png.json"].read_text())
-        metres = _png_metres(downloads["depth.png"], sidecar)
+        sidecar = json.loads(downloads["street_depth.png.json"].read_text())
+        metres = _png_metres(downloads["street_depth.png"], sidecar)
         np.testing.assert_allclose(metres, expected, atol=1.0 / sidecar["scale"])
 
         # Two clicks on the depth image: the distance shown is the one the raw depth gives.

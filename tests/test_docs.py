@@ -247,6 +247,12 @@ def test_mkdocs_builds_the_site_strictly(tmp_path):
     for obj in (depthforge.load, depthforge.DepthResult.calibrate, depthforge.save_predictions):
         first = " ".join(words(obj.__doc__.strip().splitlines()[0]))
         assert first in api, first
+    # docstrings render as Markdown: no raw reST role or literal-block marker reaches the page, and the example is
+    # a code block
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    raw = re.findall(r":(?:class|func|meth|mod|attr|data|obj|exc):`[^`]*`|\w+::\s", text)
+    assert not raw, raw[:5]
+    assert re.search(r'<code>.*depthforge.*load.*\(.*"runs/quickstart', page, re.S)
 
 
 def test_the_readme_stays_a_landing_page():

@@ -1,13 +1,15 @@
 """depthforge: train, evaluate and run supervised monocular depth estimation models.
 
-The Python API::
+The Python API:
 
-    import depthforge
+```python
+import depthforge
 
-    m = depthforge.load("runs/quickstart/checkpoints/best.ckpt")   # or .onnx, hf:..., marigold:..., a shared folder
-    result = m.predict("photo.jpg")                                  # a DepthResult
-    result.depth, result.kind, result.intrinsics                     # metres (H, W), "metric", the camera
-    result.save("out", formats=["npy", "png16"], ply=True)
+m = depthforge.load("runs/quickstart/checkpoints/best.ckpt")   # or .onnx, hf:..., marigold:..., a shared folder
+result = m.predict("photo.jpg")                                  # a DepthResult
+result.depth, result.kind, result.intrinsics                     # metres (H, W), "metric", the camera
+result.save("out", formats=["npy", "png16"], ply=True)
+```
 
 The package root is the top layer's face (ARCHITECTURE.md): its names resolve on first use (PEP 562), so
 ``import depthforge`` stays light and the command line starts fast.

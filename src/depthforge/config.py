@@ -1,6 +1,6 @@
 """Run configuration: typed dataclasses, YAML recipes and dotted command-line overrides.
 
-A recipe is a YAML file whose keys mirror :class:`Config`. Unknown keys are an error (a typo would otherwise
+A recipe is a YAML file whose keys mirror `Config`. Unknown keys are an error (a typo would otherwise
 silently train the wrong thing). The resolved config is written beside every run and stored in every checkpoint.
 """
 
@@ -86,7 +86,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weighted sum of named loss terms (see :mod:`depthforge.losses`)."""
+    """Weighted sum of named loss terms (see `depthforge.losses`)."""
 
     terms: dict[str, float] = field(default_factory=lambda: {"rmse": 0.6, "ssim": 0.4})
 
@@ -314,7 +314,7 @@ def _looks_numeric(text: str) -> bool:
 
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> Config:
-    """Build a :class:`Config` from defaults, an optional recipe or base dict, then dotted overrides."""
+    """Build a `Config` from defaults, an optional recipe or base dict, then dotted overrides."""
     values: dict[str, Any] = dict(base or {})
     where = "config"
     if recipe is not None:

@@ -84,7 +84,7 @@ def laplace_nll(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, st
 
 def laplace_nll_scale(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, std: torch.Tensor
                       ) -> torch.Tensor:
-    """:func:`laplace_nll` with the predicted depth detached: its gradient reaches the depth output only through
+    """`laplace_nll` with the predicted depth detached: its gradient reaches the depth output only through
     the other terms (the full NLL scales each pixel's depth gradient by 1 / b, which cost the Laplace-head model
     0.04-0.07 m at equal steps, BENCHMARKS.md); the uncertainty branch, and the features it shares with the depth,
     still learn from it."""
@@ -117,7 +117,7 @@ class WeightedLoss:
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                  uncertainty: torch.Tensor | None = None, model_losses: dict[str, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``model_losses``: the terms the model computed itself (:data:`MODEL_LOSSES`)."""
+        """``model_losses``: the terms the model computed itself (`MODEL_LOSSES`)."""
         parts = {}
         for name in self.terms:
             if name in MODEL_LOSSES:

@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 
 def separate_values(argv: list[str]) -> list[str]:
-    """``--opt a b rest`` -> ``--opt=a --opt=b rest`` for the options in :data:`MULTI_VALUE` (declared with
+    """``--opt a b rest`` -> ``--opt=a --opt=b rest`` for the options in `MULTI_VALUE` (declared with
     ``action="extend"``), ending each list at the first token that is not one of its values."""
     command = next((a for a in argv if not a.startswith("-")), None)
     options = MULTI_VALUE.get(command, {})
@@ -181,7 +181,7 @@ def subparser(sub, name: str, parents: list, help: str) -> argparse.ArgumentPars
 
 
 def add_source_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    """--checkpoint / --onnx and the runtime options of an ONNX file (--model comes with :func:`model_options`);
+    """--checkpoint / --onnx and the runtime options of an ONNX file (--model comes with `model_options`);
     ``default``: the checkpoint used when none of them is given."""
     p.add_argument("--checkpoint", action="append",
                    help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
@@ -198,7 +198,7 @@ def add_source_options(p: argparse.ArgumentParser, default: str | None = None) -
 
 
 def source_spec(args: argparse.Namespace) -> dict:
-    """The one source ``--checkpoint`` / ``--onnx`` / ``--model`` names, as a spec for :func:`depthforge.load`
+    """The one source ``--checkpoint`` / ``--onnx`` / ``--model`` names, as a spec for `depthforge.load`
     (the command's default checkpoint when none is given and it has one)."""
     if not (args.checkpoint or args.onnx or args.model) and args.default_checkpoint:
         from pathlib import Path

@@ -16,9 +16,10 @@ def add_parser(sub, parents: list) -> None:
                    help="onnx (ONNX Runtime, OpenVINO), openvino (IR .xml + .bin: OpenVINO's own format; with "
                         "--quantize int8 or a QAT checkpoint, the INT8 its CPU plugin runs fastest) or torch (.pt2)")
     p.add_argument("--out", required=True, help="output path (suffix .onnx / .xml / .pt2 is set)")
-    p.add_argument("--tol", type=float, help="largest allowed |exported - eager| in metres (default 1e-4; a QAT "
-                                             "checkpoint's INT8 file: 2 %% of data.max_depth, as runtimes round "
-                                             "INT8 a little differently)")
+    p.add_argument("--tol", type=float, help="largest allowed |exported - eager| in metres (default: 1e-5 of the "
+                                             "model's data.max_depth at the 99th percentile and 1e-4 of it at the "
+                                             "worst pixel, what float32 can promise; a QAT checkpoint's INT8 file: "
+                                             "2 %% of data.max_depth, as runtimes round INT8 a little differently)")
     p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (--format onnx: ONNX Runtime's "
                    "quantisation; --format openvino: NNCF's), scored against the fp32 export on the model's val split")
     p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         require_extra("export", "onnx", "onnxruntime")
     elif args.format == "openvino":
         require_extra("openvino", "openvino", *(["nncf"] if args.quantize else []))
-    from depthforge.export import export_checked
+    from depthforge.export import export_checked, parity_limits, remove_export
     from depthforge.sources import load_checkpoint
 
     if args.quantize and args.format == "torch":
@@ -80,24 +81,29 @@ def run(args: argparse.Namespace) -> int:
     qat = bool(cfg.train.qat and quantizers(model))
     if qat and args.quantize:
         raise UsageError(f"{args.checkpoint}: a QAT checkpoint exports as INT8 by itself; drop --quantize")
-    if args.tol is None:
-        args.tol = QAT_TOL * cfg.data.max_depth if qat else 1e-4
+    if args.tol is None and qat:
+        args.tol = QAT_TOL * cfg.data.max_depth
     out = Path(args.out)
     if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
         out = out.with_suffix(".xml" if args.format == "openvino" else ".onnx")
         fp32 = out.with_name(out.stem + ".fp32" + out.suffix)
     path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
     kind = "fp32, " if args.quantize else "INT8 (QAT), " if qat and args.format != "torch" else ""
-    print(f"{path}: {kind}max |exported - eager| = {diff:.3g} (tolerance {args.tol:g})")
+    p99_limit, max_limit = parity_limits(cfg.data.max_depth, args.tol)
+    print(f"{path}: {kind}max |exported - eager| = {diff:.3g} m (limits: {max_limit:.3g} m max, {p99_limit:.3g} m "
+          "at the 99th percentile)")
     if args.quantize:
+        done = False
         try:
-            return _quantize(args, cfg, path, out)
+            code = _quantize(args, cfg, path, out)
+            done = True
+            return code
         finally:
             if not args.keep_fp32:
-                path.unlink(missing_ok=True)
-                if path.suffix == ".xml":
-                    path.with_suffix(".bin").unlink(missing_ok=True)
+                remove_export(path)
                 print(f"{path}: removed (the fp32 intermediate; --keep-fp32 keeps it)")
+            if not done:  # a failed command leaves nothing it made behind
+                remove_export(out)
     return 0
 
 

@@ -1,5 +1,5 @@
 """``depthforge predict``: depth files for images, folders, globs, videos and cameras, through
-:func:`depthforge.predict.save_predictions` (the Python API's pipeline; nothing is computed here)."""
+`depthforge.predict.save_predictions` (the Python API's pipeline; nothing is computed here)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def add_parser(sub, parents: list) -> None:
                    help="raw depth formats, each with a <file>.json sidecar (default: npy)")
     p.add_argument("--cmap", default="magma", help="matplotlib colour map of the <stem>_color.png preview")
     p.add_argument("--vmax", type=float, help="fixed colour range 0..vmax metres (default: per image)")
+    p.add_argument("--no-colorbar", dest="colorbar", action="store_false",
+                   help="the <stem>_color.png preview without its colour bar (labelled in metres)")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     p.add_argument("--tta-scales", help=TTA_SCALES_HELP)
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
@@ -63,7 +65,7 @@ def add_parser(sub, parents: list) -> None:
 
 
 def options(args: argparse.Namespace) -> dict:
-    """The flags as :class:`depthforge.predict.Options` keywords."""
+    """The flags as `depthforge.predict.Options` keywords."""
     from depthforge.geometry.calibration import read_points
 
     points = read_points(args.calibrate) if args.calibrate else []
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load(source_spec(args), device)
     saved = save_predictions(pipeline, args.inputs, args.out, tuple(args.format or DEPTH_FORMATS[:1]),
                              ply=args.ply, cmap=args.cmap, vmax=args.vmax, skip_existing=args.skip_existing,
+                             colorbar=args.colorbar,
                              shard=shard, **options(args))
     failed = []
     for item in tqdm(saved, desc="predict", unit="image", disable=not sys.stderr.isatty()):

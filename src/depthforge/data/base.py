@@ -26,7 +26,7 @@ class DepthDataset(Dataset):
 
     Args:
         max_depth: depth cap in metres; ground truth is clipped to ``[0, max_depth]``.
-        transform: joint transform applied to the finished sample (see :mod:`depthforge.data.transforms`).
+        transform: joint transform applied to the finished sample (see `depthforge.data.transforms`).
     """
 
     def __init__(self, max_depth: float = 20.0, transform: Callable[[Sample], Sample] | None = None,
@@ -56,7 +56,7 @@ class DepthDataset(Dataset):
         return f"sample {index}"
 
     def check_depth(self, depth: np.ndarray, color: np.ndarray, index: int) -> None:
-        """Raise :class:`DataError` for a depth map that does not fit its image or holds NaN/inf."""
+        """Raise `DataError` for a depth map that does not fit its image or holds NaN/inf."""
         if depth.shape != color.shape[:2]:
             raise DataError(f"{self.describe(index)}: depth shape {depth.shape} does not match image "
                             f"{color.shape[:2]}; depth must be saved at the image's resolution")

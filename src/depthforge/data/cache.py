@@ -1,7 +1,7 @@
 """A compact pre-decoded cache: uint8 images and depth (float16 where lossless, else float32), memory-mapped.
 
 ``depthforge data cache`` writes ``DIR/images.npy`` (flat uint8), ``DIR/depth.npy`` (flat), ``DIR/index.json``
-(stem, shape and offsets per sample). :class:`CachedDataset` serves the same samples as the source loader without
+(stem, shape and offsets per sample). `CachedDataset` serves the same samples as the source loader without
 decoding anything: 2 CPU cores go to the model.
 """
 
@@ -40,7 +40,7 @@ def write_cache(dataset: DepthDataset, out_dir: str | Path) -> Path:
 
 
 class CachedDataset(DepthDataset):
-    """Samples from a cache written by :func:`write_cache` (memory-mapped, no decoding)."""
+    """Samples from a cache written by `write_cache` (memory-mapped, no decoding)."""
 
     def __init__(self, cache_dir: str | Path, max_depth: float = 20.0,
                  transform: Callable[[Sample], Sample] | None = None):

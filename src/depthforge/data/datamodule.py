@@ -1,4 +1,4 @@
-"""Build datasets and loaders from a :class:`~depthforge.config.DataConfig`."""
+"""Build datasets and loaders from a `DataConfig`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, transform: bool = Tr
     """The dataset for ``split``; ``train`` selects the random training transform.
 
     Evaluation datasets get no transform: targets stay at native resolution and the model's input is resized
-    by :func:`depthforge.data.transforms.model_input`.
+    by `depthforge.data.transforms.model_input`.
     """
     tf = build_transform(cfg, train=True) if (train and transform) else None
     if cfg.name == "synthetic":

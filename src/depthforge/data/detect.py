@@ -42,7 +42,7 @@ def _nyu_scene(folder: Path) -> bool:
 
 
 def detect_format(root: str | Path, how: str = "data.name=<layout>") -> tuple[str, str]:
-    """``(data.name, description)`` for ``root``; :class:`DataError` listing the known layouts otherwise, saying
+    """``(data.name, description)`` for ``root``; `DataError` listing the known layouts otherwise, saying
     how the calling command names a format (``how``: its own option)."""
     root = Path(root)
     if not root.exists():

@@ -1,12 +1,14 @@
 """Generic folders and CSV manifests: the formats people have for their own data.
 
-Generic folder::
+Generic folder:
 
-    ROOT/images/[<split>/]<stem>.jpg|png|...       RGB
-    ROOT/depth/[<split>/]<stem>.npy|png|pfm|exr    depth (16-bit PNG: metres = value / depth_scale; 0 = no data)
-    or split first: ROOT/<split>/images/ and ROOT/<split>/depth/
-    ROOT/splits/<split>.txt                        optional: one stem per line
-    ROOT/intrinsics.json                           optional: {"fx", "fy", "cx", "cy"} for every image
+```text
+ROOT/images/[<split>/]<stem>.jpg|png|...       RGB
+ROOT/depth/[<split>/]<stem>.npy|png|pfm|exr    depth (16-bit PNG: metres = value / depth_scale; 0 = no data)
+or split first: ROOT/<split>/images/ and ROOT/<split>/depth/
+ROOT/splits/<split>.txt                        optional: one stem per line
+ROOT/intrinsics.json                           optional: {"fx", "fy", "cx", "cy"} for every image
+```
 
 Manifest: a CSV with columns ``image,depth`` and optional ``split`` and ``scale`` (paths relative to the CSV).
 """

@@ -1,7 +1,7 @@
 """One dataset for every file-based format: a list of (image, depth, scale) pairs.
 
 Format modules (challenge, folder, manifest, NYU, KITTI) only decide which files pair up; reading, checking,
-clipping and masking are shared. Files are read by :mod:`depthforge.io`: ``.npy`` (metres), 16-bit ``.png``
+clipping and masking are shared. Files are read by `depthforge.io`: ``.npy`` (metres), 16-bit ``.png``
 (value / scale; 0 = no data), ``.pfm`` and ``.exr`` (metres).
 """
 
@@ -39,7 +39,7 @@ class PairDataset(DepthDataset):
     Args:
         pairs: the files, in order.
         skip_invalid: ``True``: check every pair once up front and drop (and count) those that fail;
-            :data:`KEEP_INVALID`: keep them all (``data check`` inspects each).
+            `KEEP_INVALID`: keep them all (``data check`` inspects each).
         name: what the data set is, for messages.
         unpaired: files without a partner, already left out of ``pairs`` (counted as skipped).
     """

@@ -7,7 +7,7 @@
                                     frame order: camera-to-world, OpenCV axes (x right, y down, z forward)
 
 Temporal alignment error (TAE) needs both text files; the pose-free flicker measure and per-frame accuracy do not.
-:func:`save_sequence` writes the same layout (from ``render_sequence`` for example), so the format has an example.
+`save_sequence` writes the same layout (from ``render_sequence`` for example), so the format has an example.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def load_sequence(folder: str | Path) -> dict:
 
 def save_sequence(seq: dict, folder: str | Path, max_depth: float = 65.0) -> Path:
     """Write ``rgb`` / ``depth`` (metres; beyond ``max_depth``, e.g. sky, stored as 0 = no data) / ``K`` /
-    ``poses`` in the layout :func:`load_sequence` reads."""
+    ``poses`` in the layout `load_sequence` reads."""
     from PIL import Image
 
     folder = Path(folder)

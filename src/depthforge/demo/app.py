@@ -1,10 +1,11 @@
 """The demo's actions, independent of the page: predict an upload, measure, calibrate, make a depth video.
 
-Everything shown or offered for download comes from :mod:`depthforge.predict` (the CLI's files, bit for bit).
+Everything shown or offered for download comes from `depthforge.predict` (the CLI's files, bit for bit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from PIL import Image
 
 from depthforge.geometry.camera import DEFAULT_HFOV_DEG
 from depthforge.io import DataError, read_rgb
-from depthforge.predict import DepthResult, Pipeline, load, save_predictions
+from depthforge.predict import DepthResult, Pipeline, load, safe_stem, save_predictions
 
 CMAPS = ("magma", "viridis", "turbo", "plasma", "inferno", "gray")
 MAX_SIDE = 1600
@@ -127,6 +128,8 @@ class DemoApp:
         rgb, note = read_upload(path, self.max_side)
         pipeline = self.sources[model]
         result = pipeline.predict(rgb, flip_tta=flip and pipeline.kind != "relative", hfov=hfov)
+        # downloads named after the photo (street.jpg -> street_depth.png), not all "depth.png"
+        result = dataclasses.replace(result, name=f"{safe_stem(path, 'photo')}_depth")
         state = Result(result, self._folder(), note)
         return state, self.render(state, model, cmap, vmax)
 
@@ -136,7 +139,7 @@ class DemoApp:
         metres = result.kind == "metric"
         written = result.save(state.folder, DOWNLOADS if metres else ("npy",), color=False, ply=metres, glb=metres)
         sidecar = state.folder / f"{result.name}{'.png' if metres else '.npy'}.json"  # one: both hold the same
-        files = [str(p) for p in written if p.suffix != ".glb"] + [str(sidecar)]
+        files = [str(p) for p in written if p.suffix not in (".glb", ".json")] + [str(sidecar)]
         glb = next((str(p) for p in written if p.suffix == ".glb"), None)
         top = float(vmax) if vmax else float(np.percentile(result.depth, 98)) or 1.0
         unit = result.meta["units"]

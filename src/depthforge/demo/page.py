@@ -1,4 +1,4 @@
-"""The Gradio page around :class:`~depthforge.demo.app.DemoApp`, and serving it."""
+"""The Gradio page around `DemoApp`, and serving it."""
 
 # No ``from __future__ import annotations`` here: Gradio reads the event-data annotation (gr.SelectData) of the
 # page's callbacks at run time, and gradio is imported inside build_ui (an optional extra).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import tempfile
@@ -25,7 +26,7 @@ _TMP_SUFFIX = ".tmp"
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temp files :func:`atomic_torch_save` leaves when its process is killed mid-write (kill -9, power
+    """Delete the temp files `atomic_torch_save` leaves when its process is killed mid-write (kill -9, power
     loss); the file they were replacing is intact. Call it only when no writer is active in ``folder``."""
     stale = sorted(Path(folder).glob(f".*{_TMP_SUFFIX}"))
     for path in stale:
@@ -55,9 +56,9 @@ EVALUATION_KEYS = ("state_dict", "current_model_state", "depthforge", "epoch", "
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O that writes through :func:`atomic_torch_save` and loads with ``weights_only``.
+    """Lightning checkpoint I/O that writes through `atomic_torch_save` and loads with ``weights_only``.
 
-    Files named in ``evaluation_only`` (``best.ckpt``) keep only :data:`EVALUATION_KEYS`: no optimiser or
+    Files named in ``evaluation_only`` (``best.ckpt``) keep only `EVALUATION_KEYS`: no optimiser or
     scheduler state, so they are about a third of a resumable ``last.ckpt`` for an Adam-trained model.
     """
 
@@ -170,8 +171,18 @@ class EpochLine(L.Callback):
             return
         m = trainer.callback_metrics
         parts = [f"{k} {float(m[k]):.4f}" for k in ("train/loss", "val/rmse", "val/ssim") if k in m]
-        log.info("epoch %d/%d, step %d: %s (%.1f min)", trainer.current_epoch + 1, trainer.max_epochs,
+        log.info("epoch %d/%d, step %d: %s (%.1f min)", trainer.current_epoch + 1, planned_epochs(trainer),
                  trainer.global_step, ", ".join(parts), (time.monotonic() - self.start) / 60)
+
+
+def planned_epochs(trainer: L.Trainer) -> int:
+    """The epochs the run will do: ``max_epochs``, or fewer when ``max_steps`` ends it first (a 2-step run on a
+    40-epoch recipe says 1/1, not 1/40)."""
+    batches = trainer.num_training_batches
+    if not (trainer.max_steps and trainer.max_steps > 0 and math.isfinite(batches)):
+        return trainer.max_epochs
+    per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+    return min(trainer.max_epochs, math.ceil(trainer.max_steps / per_epoch))
 
 
 class LastCheckpoint(L.Callback):
@@ -195,7 +206,7 @@ class LastCheckpoint(L.Callback):
 
 
 def ema_with_warmup(decay: float | Callable[[], float]):
-    """``multi_avg_fn`` for :class:`torch.optim.swa_utils.AveragedModel`: the EMA ``avg <- d * avg + (1 - d) * x``
+    """``multi_avg_fn`` for `torch.optim.swa_utils.AveragedModel`: the EMA ``avg <- d * avg + (1 - d) * x``
     with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (the warm-up of TensorFlow's
     ExponentialMovingAverage ``num_updates``), so early averages do not drag the random initial decoder along and
     short runs and early validations benefit too. Integer buffers (BatchNorm's batch counter) follow the model.

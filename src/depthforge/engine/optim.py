@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules from an :class:`~depthforge.config.OptimConfig`."""
+"""Optimisers and learning-rate schedules from an `OptimConfig`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def param_groups(model: nn.Module, lr: float, encoder_lr_mult: float = 1.0) -> l
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over :func:`param_groups`."""
+    """Adam, AdamW or SGD over `param_groups`."""
     groups = param_groups(model, cfg.lr, cfg.encoder_lr_mult)
     if cfg.name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -141,7 +141,8 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         max_steps=t.max_steps,
         max_time={"minutes": t.max_minutes} if t.max_minutes else None,
         check_val_every_n_epoch=t.val_every,
-        log_every_n_steps=t.log_every,
+        # at most the batches of an epoch: a small data set would log nothing and Lightning would warn
+        log_every_n_steps=max(1, min(t.log_every, len(train_set) // max(1, cfg.data.batch_size))),
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.grad_clip,
         deterministic=t.deterministic,

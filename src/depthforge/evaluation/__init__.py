@@ -1,6 +1,6 @@
 """Evaluation: protocols, the evaluator that scores a source over a data set, eval cards, reports and comparisons.
 
-Sits above :mod:`depthforge.predict` (which runs sources) and :mod:`depthforge.metrics` (pure scoring).
+Sits above `depthforge.predict` (which runs sources) and `depthforge.metrics` (pure scoring).
 """
 
 from depthforge.evaluation.evaluator import METRICS, Evaluator

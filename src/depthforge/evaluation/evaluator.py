@@ -1,4 +1,4 @@
-"""Accumulate metrics over a data set under a :class:`~depthforge.evaluation.protocols.Protocol`.
+"""Accumulate metrics over a data set under a `Protocol`.
 
 ``reset / process / compute`` in the manner of detectron2's ``DatasetEvaluator``: the same object scores a
 checkpoint, a folder of saved predictions and the validation pass of a training run. Per-image rows are always
@@ -173,7 +173,7 @@ class Evaluator:
 
     def sparsification(self) -> dict[str, list[float]]:
         """The RMSE sparsification curve of the scored uncertainty and the oracle's (pixels removed by true error),
-        over :data:`~depthforge.metrics.uncertainty.FRACTIONS`; empty without an uncertainty."""
+        over `FRACTIONS`; empty without an uncertainty."""
         if not self._unc_pixels:
             return {}
         p, g, u = (np.concatenate(a) for a in zip(*self._unc_pixels))

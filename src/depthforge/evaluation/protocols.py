@@ -24,7 +24,7 @@ class Protocol:
         clip_target: clip ground truth to ``[0, max_depth]`` and keep every pixel (the course) instead of masking.
         clamp_pred: clamp predictions to ``[min_depth, max_depth]`` after alignment (standard practice).
         crop: ``none``, ``eigen``, ``garg`` or ``[top, bottom, left, right]`` (fractions or pixels).
-        alignment: one of ``none``, ``median``, ``scale``, ``scale_shift``, ``scale_shift_disparity``, ``disparity`` (see :func:`~depthforge.metrics.alignment.align`).
+        alignment: one of ``none``, ``median``, ``scale``, ``scale_shift``, ``scale_shift_disparity``, ``disparity`` (see `align`).
         per_batch: average metrics per batch of ``batch_size`` (the course) instead of per image.
         ssim_range: ``None`` for the course's unscaled SSIM, else the data range ``L`` (``C = (K * L)**2``).
         ssim_padding: ``zeros`` (the course, map at input size) or ``valid`` (scikit-image / torchmetrics).

@@ -64,7 +64,7 @@ def drift_disagrees(calibration: dict, held_out: dict) -> bool:
 
 
 def held_out_images(folder: str | Path | None, n: int = 8) -> tuple[list[np.ndarray], str]:
-    """A few images unlike the training data: the first ``n`` of ``folder``, else :func:`rendered_held_out`."""
+    """A few images unlike the training data: the first ``n`` of ``folder``, else `rendered_held_out`."""
     if folder is None:
         return rendered_held_out(), "rendered rooms and streets (seeds no training set uses)"
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
@@ -137,8 +137,8 @@ class Sensitivity:
 def sensitivity(fp32: str | Path, cfg: Config, images: list[torch.Tensor], samples, protocol,
                 budget: float | None = None, method: str = "minmax", where: str = "",
                 latency_runs: int = 10) -> Sensitivity:
-    """Score ``fp32`` on ``samples`` with each block (:func:`~depthforge.export.quantize.blocks`) alone in INT8,
-    then, with a ``budget`` (m of RMSE), keep the most sensitive blocks in fp32 (:data:`KEEP_STEPS` at a time)
+    """Score ``fp32`` on ``samples`` with each block (`blocks`) alone in INT8,
+    then, with a ``budget`` (m of RMSE), keep the most sensitive blocks in fp32 (`KEEP_STEPS` at a time)
     until the whole model's INT8 RMSE is within it; the speed of the choice is measured against fp32 and all-INT8."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -204,8 +204,8 @@ def change_bound(changes: list[float]) -> float:
 
 def openvino_int8(fp32: Path, out: Path, cfg: Config, images: list[torch.Tensor], samples=None, where: str = "",
                   protocol=None, budget: float | None = None) -> tuple[Path, dict | None]:
-    """The OpenVINO INT8 IR of ``fp32`` (:func:`~depthforge.export.quantize.quantize_openvino`); with a ``budget``
-    (m), NNCF's accuracy control keeps layers in fp32 until the :func:`change_bound` of the per-image RMSE change on
+    """The OpenVINO INT8 IR of ``fp32`` (`quantize_openvino`); with a ``budget``
+    (m), NNCF's accuracy control keeps layers in fp32 until the `change_bound` of the per-image RMSE change on
     ``samples`` is within it, and the choice's own numbers there are returned (and stored in the file)."""
     from depthforge.export.onnx import OpenVINOModel
 
@@ -246,14 +246,14 @@ def quantize_and_check(fp32: str | Path, cfg: Config, out: str | Path | None = N
                        check: bool = True, command: str = "", check_images: str | Path | None = None,
                        report_sensitivity: bool = False, max_rmse_delta: float | None = None,
                        selection_n: int = SELECTION_N) -> Quantized:
-    """INT8 of ``fp32`` (an ONNX file, or an OpenVINO IR: then with NNCF, :func:`openvino_int8`) at ``out`` (default
+    """INT8 of ``fp32`` (an ONNX file, or an OpenVINO IR: then with NNCF, `openvino_int8`) at ``out`` (default
     ``<fp32 stem>.int8.onnx`` / ``.xml``), calibrated (static mode) on ``calibration`` images or ``n`` images spread
     over the model's training split. With ``check``: both files are scored on ``split``
     (default the model's val split) under ``protocol``, and their depth compared on (up to 16 of) the calibration
     images, on (up to 16 of) the ``split`` images and on held-out images unlike the training data (``check_images``, else rendered ones); a warning says
     when the two comparisons disagree. Metrics, deltas and the comparison are stored in the INT8 file.
 
-    ``report_sensitivity`` / ``max_rmse_delta`` (static): the per-block report (:func:`sensitivity`) on
+    ``report_sensitivity`` / ``max_rmse_delta`` (static): the per-block report (`sensitivity`) on
     ``selection_n`` training images the calibration did not use, and with a budget the blocks it keeps in fp32."""
     fp32 = Path(fp32)
     openvino = fp32.suffix == ".xml"

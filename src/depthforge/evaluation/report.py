@@ -129,7 +129,7 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
     source and protocol, in that order; reports under ``report_dir/<source>/<protocol>/``). They must predict
     alike (the same TTA). ``uncertainty`` (``model`` or ``tta``) also scores each source's uncertainty (AUSE,
     coverage, correlation). ``shard=(rank, world)``: this process predicts its share of the batches and every rank
-    gets the one-process cards (:func:`~depthforge.evaluation.runner.run_evaluations`).
+    gets the one-process cards (`run_evaluations`).
     """
     if shard is not None and uncertainty:
         raise ValueError("--uncertainty is scored in one process (its pixel samples are not gathered yet); run "

@@ -19,7 +19,7 @@ PER_FRAME = ("rmse", "abs_rel", "delta1")
 def evaluate_sequence(loaded: LoadedSource, seq: dict, modes: tuple[str, ...] = ("none",), max_depth: float = 20.0,
                       flow: str = "farneback", device: str = "cpu") -> dict[str, dict]:
     """``{mode: {"rmse", "abs_rel", "delta1", "tae", "flicker"}}`` for a sequence from
-    :func:`~depthforge.data.sequence.load_sequence`; the model runs once, every mode filters its raw output.
+    `load_sequence`; the model runs once, every mode filters its raw output.
 
     Per-frame metrics: the ``standard`` protocol capped at ``max_depth`` (a non-metric source aligned per frame as
     ``evaluate`` does), averaged over frames. TAE (x 100; needs ``K`` and ``poses``, else NaN) over pixels with
@@ -71,7 +71,7 @@ def evaluate_sequences(specs: list[dict], folders: list[str], modes: tuple[str, 
 
 
 def sequence_table(rows: list[dict]) -> str:
-    """The rows of :func:`evaluate_sequences` as a Markdown table."""
+    """The rows of `evaluate_sequences` as a Markdown table."""
     lines = ["| source | sequence | stabilize | RMSE | AbsRel | delta1 | TAE | flicker |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['source']} | {r['sequence']} | {r['stabilize']} | {r['rmse']:.3f} | {r['abs_rel']:.4f} | "

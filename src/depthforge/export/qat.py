@@ -1,11 +1,11 @@
 """Quantisation-aware fine-tuning with NNCF (OpenVINO's compression framework), and its INT8 export.
 
-A trained model is prepared once (:func:`prepare_qat`): every batch norm that directly follows a convolution is
+A trained model is prepared once (`prepare_qat`): every batch norm that directly follows a convolution is
 folded into it (their running statistics frozen, as deployment folds them anyway), then NNCF inserts fake
 quantisers (int8 weights per channel, int8 activations) whose ranges start from calibration images and are then
 learnt with the weights (``depthforge train ... model.init_from=RUN/checkpoints/last.ckpt train.qat=true``). The
-quantisers' layout travels in the checkpoint (:func:`qat_state`), so a QAT checkpoint loads, resumes and exports
-without its run (:func:`restore_qat`); :func:`qdq_export` makes ``torch.onnx.export`` write them as
+quantisers' layout travels in the checkpoint (`qat_state`), so a QAT checkpoint loads, resumes and exports
+without its run (`restore_qat`); `qdq_export` makes ``torch.onnx.export`` write them as
 QuantizeLinear / DequantizeLinear pairs, an INT8 ONNX file that ONNX Runtime and OpenVINO both execute.
 """
 
@@ -76,7 +76,7 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> int:
     """Fold every batch norm that directly follows a convolution into that convolution, in place (eval-mode
     statistics, as deployment runs it); a batch norm with a fused activation (timm's ``BatchNormAct2d``) leaves its
-    activation behind. Returns how many were folded; raises :class:`QatError` if the model then computes something
+    activation behind. Returns how many were folded; raises `QatError` if the model then computes something
     else (a convolution's output that another layer also reads)."""
     was_training = model.training
     model.eval()
@@ -131,7 +131,7 @@ def quantizers(model: nn.Module) -> list[nn.Module]:
 
 
 def qat_state(model: nn.Module) -> dict | None:
-    """What rebuilds the quantisers of a QAT model (:func:`restore_qat`), or None for an ordinary model."""
+    """What rebuilds the quantisers of a QAT model (`restore_qat`), or None for an ordinary model."""
     if not quantizers(model):
         return None
     # Through JSON: NNCF's enums become the plain strings a weights_only checkpoint may hold (and it reads back).

@@ -114,7 +114,7 @@ def block_of(node_name: str) -> str:
 
 
 def blocks(path: str | Path) -> dict[str, list[str]]:
-    """Every node name by :func:`block_of`, blocks in graph order: the units whose INT8 error the sensitivity
+    """Every node name by `block_of`, blocks in graph order: the units whose INT8 error the sensitivity
     report measures one at a time (together they cover the graph, so keeping all of them in fp32 is fp32)."""
     import onnx
 
@@ -140,11 +140,11 @@ def quantize_onnx(fp32: str | Path, out: str | Path, cfg: Config, mode: str = "s
                   only: list[str] | None = None, preprocess: bool = True) -> Path:
     """Write the INT8 model of the fp32 ONNX file ``fp32`` to ``out``; its metadata says how it was made.
 
-    ``calibration_method`` (static): one of :data:`CALIBRATION_METHODS`; ``exclude``: ``none``, ``ends``
-    (:func:`end_nodes` stay fp32) or ``decoder`` (:func:`decoder_nodes` stay fp32: only the encoder is INT8);
+    ``calibration_method`` (static): one of `CALIBRATION_METHODS`; ``exclude``: ``none``, ``ends``
+    (`end_nodes` stay fp32) or ``decoder`` (`decoder_nodes` stay fp32: only the encoder is INT8);
     ``keep_fp32``: more node names kept in fp32 (e.g. the blocks the sensitivity report chose); ``only``: quantise
     these nodes and no other (one block at a time, for the sensitivity report); ``preprocess=False``: ``fp32`` has
-    been through :func:`quant_pre_process_model` already (the sensitivity report does it once for its many files)."""
+    been through `quant_pre_process_model` already (the sensitivity report does it once for its many files)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
 

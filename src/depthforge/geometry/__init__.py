@@ -1,6 +1,6 @@
-"""Camera geometry: pinhole intrinsics and where they come from (:mod:`~depthforge.geometry.camera`), point clouds
-(:mod:`~depthforge.geometry.pointcloud`) and calibration of depth from known distances
-(:mod:`~depthforge.geometry.calibration`). Pure NumPy; no model runs here."""
+"""Camera geometry: pinhole intrinsics and where they come from (`camera`), point clouds
+(`pointcloud`) and calibration of depth from known distances
+(`calibration`). Pure NumPy; no model runs here."""
 
 from depthforge.geometry.calibration import Calibration, calibrate, fit, read_points
 from depthforge.geometry.camera import DEFAULT_HFOV_DEG, Intrinsics, intrinsics_from_exif

@@ -15,6 +15,7 @@ def backproject(depth: np.ndarray, k: Intrinsics) -> np.ndarray:
     h, w = depth.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     z = depth.astype(np.float64)
+    z[~np.isfinite(z)] = np.nan  # no point: NaN, not inf (0 * inf at the principal point would warn)
     return np.stack([(u - k.cx) / k.fx * z, (v - k.cy) / k.fy * z, z], axis=-1).reshape(-1, 3)
 
 
@@ -37,7 +38,7 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
 
 
 def read_ply(path: str | Path) -> np.ndarray:
-    """xyz (N, 3) from a PLY written by :func:`write_ply`."""
+    """xyz (N, 3) from a PLY written by `write_ply`."""
     raw = Path(path).read_bytes()
     end = raw.index(b"end_header\n") + len(b"end_header\n")
     header = raw[:end].decode()

@@ -8,7 +8,7 @@
 | ``exr``  | float32 metres in channel ``Z``, through the official ``OpenEXR`` bindings (extra ``formats``) | exact |
 
 The sidecar ``<file>.json`` holds units, scale, valid range, model, checkpoint, input size and intrinsics.
-Readers return float32 (H, W) metres and raise :class:`~depthforge.io.errors.DataError` naming the file and the fix.
+Readers return float32 (H, W) metres and raise `DataError` naming the file and the fix.
 """
 
 from __future__ import annotations

@@ -43,14 +43,14 @@ def _open(path: Path | str | IO[bytes], max_pixels: int) -> Image.Image:
 
 
 def image_size(path: Path | str | IO[bytes], max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """(H, W) from the file's header, without decoding it; a size over ``max_pixels`` is a :class:`DataError`.
+    """(H, W) from the file's header, without decoding it; a size over ``max_pixels`` is a `DataError`.
     Pillow's own errors for a file it cannot identify (``OSError``) pass through."""
     with _open(path, max_pixels) as img:
         return img.size[1], img.size[0]
 
 
 def read_rgb(path: Path | str | IO[bytes], max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to uint8 (H, W, 3) RGB, or raise :class:`DataError` naming the file (also for a header
+    """Decode an image file to uint8 (H, W, 3) RGB, or raise `DataError` naming the file (also for a header
     that claims more than ``max_pixels`` pixels, before decoding)."""
     try:
         with _open(path, max_pixels) as img:

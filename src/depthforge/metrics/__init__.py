@@ -1,6 +1,6 @@
 """Pure scoring: per-image metric functions, SSIM and alignment. No model runs here, no file is read.
 
-Protocols, the evaluator, cards and reports live in :mod:`depthforge.evaluation`, the layer above.
+Protocols, the evaluator, cards and reports live in `depthforge.evaluation`, the layer above.
 """
 
 from depthforge.metrics.alignment import ALIGNMENTS, align, align_scale_shift, crop_mask

@@ -12,7 +12,7 @@ from depthforge.models.encoders import Encoder
 class DepthModel(nn.Module):
     """RGB in [0, 1] of any size -> depth in metres at the same size.
 
-    Normalisation lives here, as buffers taken from the encoder's :class:`~depthforge.models.encoders.Preprocess`,
+    Normalisation lives here, as buffers taken from the encoder's `Preprocess`,
     so that checkpoints and exported graphs need no separate preprocessing step that users could get wrong.
 
     Inputs whose sides are not multiples of the encoder's ``multiple`` are padded (replicate, bottom/right) and the
@@ -26,7 +26,7 @@ class DepthModel(nn.Module):
     ``scale_jitter`` = j > 0 draws the scale of each training batch uniformly from ``input_scale * [1 - j, 1 + j]``
     (a resolution augmentation: the field of view, hence the metric depth, is unchanged, unlike a zoom); evaluation
     and export always use ``input_scale``. It trains the network for multi-scale test-time augmentation
-    (:func:`~depthforge.predict.tta.predict_native` ``scales``).
+    (`predict_native` ``scales``).
     """
 
     @property

@@ -54,7 +54,7 @@ class DiffusionDepthModel(DepthModel):
     default). In eval mode a forward pass draws ``samples`` depth maps from noise with ``steps`` DDIM steps (noise from
     a generator seeded with ``seed``: the same seed gives the same prediction), returns their ``ensemble`` (median or
     mean) and, for two samples or more, keeps their standard deviation in metres as ``last_uncertainty``.
-    :meth:`denoising_loss` is the training step: noise the target at a random timestep, denoise once.
+    `denoising_loss` is the training step: noise the target at a random timestep, denoise once.
     """
 
     def __init__(self, encoder: Encoder, decoder: nn.Module, max_depth: float = 20.0,

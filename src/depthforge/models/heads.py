@@ -62,7 +62,7 @@ class LaplaceHead(nn.Module):
     """Depth and its uncertainty: channel 0 is ``sigmoid * max_depth`` (as the sigmoid head), channel 1 the
     standard deviation in metres of a Laplace distribution around it (``sqrt(2) * b``, softplus, at least 1 mm).
 
-    :class:`~depthforge.models.depth_model.DepthModel` returns channel 0 as the depth and keeps channel 1 as
+    `DepthModel` returns channel 0 as the depth and keeps channel 1 as
     ``last_uncertainty``; the ``laplace_nll`` loss term trains both.
     """
 

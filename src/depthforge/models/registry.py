@@ -19,7 +19,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
+    """Names accepted by `create_model`."""
     return sorted(_MODELS)
 
 
@@ -27,7 +27,7 @@ def create_model(name: str, pretrained: str | bool | None = "none", **overrides:
     """Build a registered model.
 
     Args:
-        name: a name from :func:`list_models`.
+        name: a name from `list_models`.
         pretrained: ``none``, ``imagenet`` (downloads through torchvision/timm; fails clearly offline) or the path of
             a local weights file for the encoder; as in timm, ``True`` means the model's default weights
             (``imagenet``) and ``False`` none.
@@ -45,7 +45,7 @@ def create_model(name: str, pretrained: str | bool | None = "none", **overrides:
 
 
 def model_from_config(model_cfg: Any, max_depth: float, pretrained: str | None = None) -> nn.Module:
-    """Build ``model_cfg`` (a :class:`~depthforge.config.ModelConfig`); the data's depth cap feeds bounded heads.
+    """Build ``model_cfg`` (a `ModelConfig`); the data's depth cap feeds bounded heads.
 
     ``pretrained`` overrides the config's (checkpoint loading passes ``none``: trained weights replace it).
     """

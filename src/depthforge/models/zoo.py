@@ -1,9 +1,9 @@
 """Registered models: a few lines each, composing an encoder, a decoder and a head.
 
-Every builder takes ``pretrained``, ``head`` (see :func:`~depthforge.models.heads.build_head`), ``max_depth``,
+Every builder takes ``pretrained``, ``head`` (see `build_head`), ``max_depth``,
 ``frozen_stages`` (freeze the first N encoder stages; -1 = all) and ``frozen_bn_eval`` (keep BatchNorm of frozen
 stages in eval mode); encoder-decoder models also take ``input_scale`` and ``scale_jitter`` (see
-:class:`~depthforge.models.depth_model.DepthModel`).
+`DepthModel`).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def dpt_vit_tiny(pretrained="none", head="sigmoid", max_depth=20.0, frozen_stage
 @register_model
 def diffusion_efficientnet_lite2(pretrained="none", max_depth=20.0, frozen_stages=0, frozen_bn_eval=True,
                                  widths=(256, 128, 64), **kw):
-    """Conditional diffusion depth model (:class:`~depthforge.models.diffusion.DiffusionDepthModel`): an
+    """Conditional diffusion depth model (`DiffusionDepthModel`): an
     EfficientNet-Lite2 U-Net decoder down to stride 4 conditions a ``diffusers`` UNet2DModel denoiser; sampling
     options ``samples``, ``steps``, ``seed``, ``eta``, ``ensemble``."""
     from depthforge.models.diffusion import DiffusionDepthModel

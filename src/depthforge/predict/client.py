@@ -1,5 +1,5 @@
 """A client of ``depthforge serve`` that gives what the local pipeline gives: ``depthforge.Client(url).predict(x)``
-returns the same :class:`DepthResult` as ``depthforge.load(...).predict(x)`` (the same depth, bit for bit, the same
+returns the same `DepthResult` as ``depthforge.load(...).predict(x)`` (the same depth, bit for bit, the same
 sidecar, intrinsics and valid mask), so code moves from local to remote by changing one line.
 
 Needs ``httpx`` (the ``serve`` extra).
@@ -37,7 +37,7 @@ class ServiceError(Exception):
 
 
 def query(options: dict) -> list[tuple[str, str]]:
-    """:class:`Options` keywords as the service's query parameters (those a single image over HTTP can use)."""
+    """`Options` keywords as the service's query parameters (those a single image over HTTP can use)."""
     local = [k for k in LOCAL_ONLY if k in options]
     if local:
         raise ValueError(f"{', '.join(local)}: not options of the service (it takes one image at a time); "
@@ -58,7 +58,7 @@ def query(options: dict) -> list[tuple[str, str]]:
 
 
 def result_from_npz(content: bytes, kind: str, image: np.ndarray, name: str, path: Path | None) -> DepthResult:
-    """The :class:`DepthResult` an ``npz`` answer holds (``kind``: the X-Depth-Kind header)."""
+    """The `DepthResult` an ``npz`` answer holds (``kind``: the X-Depth-Kind header)."""
     with np.load(io.BytesIO(content)) as z:
         meta = json.loads(str(z["sidecar"]))
         info = {k: v for k, v in meta.items() if k not in COMPUTED}
@@ -112,7 +112,7 @@ class Client:
             time.sleep(0.2)
 
     def predict(self, x: Any, **options: Any) -> DepthResult | Iterator[DepthResult]:
-        """Like :meth:`depthforge.Pipeline.predict` for still images: one result for one image (a path, a PIL
+        """Like `depthforge.Pipeline.predict` for still images: one result for one image (a path, a PIL
         image, an HxWx3 uint8 array), an iterator of them for a folder, a glob or a list."""
         params = query(options)
         items = ((name, item) for what, (name, item) in expand(x))

@@ -10,7 +10,7 @@ from PIL import Image
 
 from depthforge.io import write_depth
 from depthforge.metrics.functional import MIN_DEPTH
-from depthforge.viz import colorize
+from depthforge.viz import color_range, colorize, with_colorbar
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,17 @@ def clamp_depth(depth: np.ndarray, valid_range: tuple[float, float], name: str, 
 
 def write_prediction(depth: np.ndarray, out_dir: str | Path, stem: str, cmap: str = "magma",
                      vmax: float | None = None, formats: tuple[str, ...] = ("npy",), meta: dict | None = None,
-                     preview: bool = True) -> list[Path]:
-    """``out_dir/<stem>.<fmt>`` (+ ``.json`` sidecar) per format and (``preview``) ``out_dir/<stem>_color.png``."""
+                     preview: bool = True, colorbar: bool = True, unit: str = "m") -> list[Path]:
+    """``out_dir/<stem>.<fmt>`` and its ``.json`` sidecar per format and (``preview``) ``out_dir/<stem>_color.png``
+    with a colour bar labelled in ``unit`` (``colorbar``); the paths written, sidecars included."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [write_depth(out_dir / stem, depth, fmt, meta=meta)[0] for fmt in formats]
+    written = [path for fmt in formats for path in write_depth(out_dir / stem, depth, fmt, meta=meta)]
     if preview:
+        vmin = 0.0 if vmax else None
+        rgb = colorize(depth, cmap=cmap, vmin=vmin, vmax=vmax)
+        if colorbar:
+            rgb = with_colorbar(rgb, *color_range(depth, vmin, vmax), cmap, unit)
         written.append(out_dir / f"{stem}_color.png")
-        Image.fromarray(colorize(depth, cmap=cmap, vmin=0.0 if vmax else None, vmax=vmax)).save(written[-1])
+        Image.fromarray(rgb).save(written[-1])
     return written

@@ -1,9 +1,9 @@
 """The one way from a depth source to results: ``depthforge.load(spec).predict(inputs, **options)``.
 
 ``predict`` takes a path, a folder, a glob, a PIL image, an ``HxWx3`` uint8 array, a video (file, folder of frames
-with ``sequence=True``, ``camera:<index>``) or a list of these. One image gives one :class:`DepthResult`; anything
+with ``sequence=True``, ``camera:<index>``) or a list of these. One image gives one `DepthResult`; anything
 else gives an iterator of them (frames stream through, so a long video or a camera never fills the memory). The
-command line's ``predict``, the demo and the benchmarks all go through here; :func:`save_predictions` writes
+command line's ``predict``, the demo and the benchmarks all go through here; `save_predictions` writes
 results as ``depthforge predict`` does.
 """
 
@@ -37,7 +37,7 @@ UNCERTAINTY_HELP = ("a model with model.kwargs.head=laplace, a checkpoint ensemb
 
 @dataclass
 class Options:
-    """How :meth:`Pipeline.predict` runs (the command line's ``predict`` flags, same names)."""
+    """How `Pipeline.predict` runs (the command line's ``predict`` flags, same names)."""
 
     flip_tta: bool = False
     tta_scales: tuple[float, ...] = (1.0,)
@@ -148,7 +148,7 @@ def expand(x: Any, sequence: bool = False) -> Iterator[tuple[str, Any]]:
 
 class Pipeline:
     """A loaded depth source and everything around it: pre-processing, test-time augmentation, tiling, clamping to
-    the model's range, calibration, intrinsics, uncertainty and video stabilisation. Made by :func:`load`."""
+    the model's range, calibration, intrinsics, uncertainty and video stabilisation. Made by `load`."""
 
     def __init__(self, source: LoadedSource, device: str | torch.device = "cpu"):
         self.source = source
@@ -173,9 +173,9 @@ class Pipeline:
         return f"Pipeline({self.config.model.name!r}, kind={self.kind!r}, spec={self.source.spec!r})"
 
     def predict(self, x: Any, **options: Any) -> DepthResult | Iterator[DepthResult]:
-        """Depth for ``x`` (see the module docstring): one :class:`DepthResult` for one image, else an iterator.
+        """Depth for ``x`` (see the module docstring): one `DepthResult` for one image, else an iterator.
 
-        Options (:class:`Options`): ``flip_tta``, ``tta_scales``, ``tile`` ("HxW" or (h, w)) and ``overlap``,
+        Options (`Options`): ``flip_tta``, ``tta_scales``, ``tile`` ("HxW" or (h, w)) and ``overlap``,
         ``uncertainty`` ("model" or "tta"), ``batch_size``, ``points`` (known distances (x, y, metres): the result
         is calibrated) and ``shift``, ``fx`` / ``fy`` / ``cx`` / ``cy`` or ``hfov`` (the camera), and for videos
         ``sequence``, ``stabilize``, ``flow``, ``max_frames``.
@@ -197,16 +197,16 @@ class Pipeline:
                              "depth: use --stabilize flow")
 
     def runner(self, opts: Options | None = None, **options: Any) -> Predictor:
-        """The raw step under :meth:`predict`: uint8 (H, W, 3) -> depth (H, W) as the source outputs it (TTA and
+        """The raw step under `predict`: uint8 (H, W, 3) -> depth (H, W) as the source outputs it (TTA and
         the training geometry applied; no clamping, calibration or stabilisation). For measuring filters on raw
-        output; everything else wants :meth:`predict`."""
+        output; everything else wants `predict`."""
         o = opts or Options(**options)
         return Predictor(self.model, self.config.data, self.device, flip=o.flip_tta, scales=o.tta_scales,
                          uncertainty=o.uncertainty if o.uncertainty == "tta" else None)
 
     def stream(self, x: Any, **options: Any) -> Iterator[DepthResult | Unreadable]:
-        """Like :meth:`predict`, always an iterator (a single image gives one result); with ``errors="skip"`` an
-        unreadable image is an :class:`Unreadable` in the stream instead of an error. Options and inputs are
+        """Like `predict`, always an iterator (a single image gives one result); with ``errors="skip"`` an
+        unreadable image is an `Unreadable` in the stream instead of an error. Options and inputs are
         checked here, before the first result (a typo fails at the call, not at the first ``next``)."""
         opts = Options(**options)
         self.check(opts)
@@ -292,7 +292,7 @@ class Pipeline:
     def result(self, rgb: np.ndarray, depth: np.ndarray, opts: Options, name: str = "depth",
                extra: dict | None = None, path: Path | None = None, warn: bool = True,
                video: dict | None = None) -> DepthResult:
-        """A raw prediction made into a :class:`DepthResult`: clamped into a metric model's range, calibrated from
+        """A raw prediction made into a `DepthResult`: clamped into a metric model's range, calibrated from
         ``opts.points``, with the camera from the options, the model (Depth Pro's focal length), EXIF or a guess."""
         extra = extra or {}
         h, w = depth.shape
@@ -315,15 +315,16 @@ class Pipeline:
 
 
 def load(where: Any, device: str | torch.device = "cpu", **options: Any) -> Pipeline:
-    """A ready :class:`Pipeline` from a ``.ckpt`` (a list of them: an ensemble), an ``.onnx`` file, a shared
+    """A ready `Pipeline` from a ``.ckpt`` (a list of them: an ensemble), an ``.onnx`` file, a shared
     depthforge folder or Hub repo id, ``hf:<repo id or folder>``, ``marigold:<repo id or folder>``, or a source spec
     dict. ``options`` configure the source: a diffusion checkpoint's ``samples`` / ``steps`` / ``seed``, Marigold's
     ``ensemble_size`` / ``steps`` / ``processing_resolution`` / ``seed``, an ONNX file's ``backend`` / ``threads``.
 
-    Example::
-
+    Example:
+        ```python
         m = depthforge.load("runs/quickstart/checkpoints/best.ckpt")
         r = m.predict("photo.jpg")            # a DepthResult: r.depth (metres), r.kind, r.intrinsics, r.meta
         r.save("out", formats=["npy", "png16"], ply=True)
+        ```
     """
     return Pipeline(load_source(spec_from(where, **options), device), device)

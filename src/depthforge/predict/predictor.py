@@ -1,5 +1,5 @@
 """A loaded model as a batch runner on uint8 images: the training geometry, TTA, tiling and what a source returns
-beside depth (uncertainty, Depth Pro's focal length). :class:`~depthforge.predict.pipeline.Pipeline` is built on it."""
+beside depth (uncertainty, Depth Pro's focal length). `Pipeline` is built on it."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class Predictor:
 
     def tiled(self, rgb: np.ndarray, window: tuple[int, int], overlap: float = 0.25, coarse_side: int = 512
               ) -> np.ndarray:
-        """Depth for a large image through :func:`depthforge.predict.tiling.predict_tiled`."""
+        """Depth for a large image through `depthforge.predict.tiling.predict_tiled`."""
         image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div(255)
         depth = predict_tiled(self.model, image, self.data_cfg, window, overlap, coarse_side, flip=self.flip,
                               scales=self.scales)

@@ -1,6 +1,6 @@
 """One prediction and everything that is made from it: metres, a preview, a point cloud, the files and their sidecar.
 
-The CLI's files, the demo's downloads and the Python API's arrays all come from :class:`DepthResult`, so they are the
+The CLI's files, the demo's downloads and the Python API's arrays all come from `DepthResult`, so they are the
 same numbers (STYLE.md rule 11).
 """
 
@@ -22,7 +22,7 @@ from depthforge.viz import colorize
 
 def planned_files(folder: str | Path, name: str, formats: tuple[str, ...] = ("npy",), color: bool = True,
                   ply: bool = False, glb: bool = False, uncertainty: bool = False) -> list[Path]:
-    """The files :meth:`DepthResult.save` writes for ``name`` with these arguments."""
+    """The files `DepthResult.save` writes for ``name`` with these arguments."""
     folder = Path(folder)
     files = [folder / f"{name}{SUFFIX[f]}" for f in formats]
     files += [p.with_name(p.name + ".json") for p in files]
@@ -31,6 +31,14 @@ def planned_files(folder: str | Path, name: str, formats: tuple[str, ...] = ("np
         files += [folder / f"{name}_uncertainty.npy", folder / f"{name}_uncertainty.npy.json"]
         files += [folder / f"{name}_uncertainty_color.png"] if color else []
     return files + ([folder / f"{name}.ply"] if ply else []) + ([folder / f"{name}.glb"] if glb else [])
+
+
+def safe_stem(filename: str | None, default: str = "image") -> str:
+    """A file stem safe to write outputs under, from a name a user or a browser sent: the name's stem with anything
+    but ASCII letters, digits and ``-_.`` dropped (no folders, no leading dot), at most 100 characters."""
+    stem = Path(filename or "").stem
+    safe = "".join(c for c in stem if c.isascii() and (c.isalnum() or c in "-_."))[:100].lstrip(".")
+    return safe or default
 
 
 class InputOverwriteError(ValueError):
@@ -43,7 +51,7 @@ class DepthResult:
 
     Attributes:
         depth: (H, W) float32; metres when ``kind`` is ``metric`` (clamped into the model's range), else relative
-            depth or disparity up to an unknown scale and shift (:meth:`calibrate` turns it into metres).
+            depth or disparity up to an unknown scale and shift (`calibrate` turns it into metres).
         kind: ``metric``, ``relative`` or ``disparity``.
         image: the (H, W, 3) uint8 RGB input.
         intrinsics: the camera the point cloud and distances use, with where it came from (``intrinsics.source``).
@@ -84,7 +92,7 @@ class DepthResult:
         """This result in metres from known distances ``(x, y, metres)``: a robust scale (and shift) fit.
 
         ``shift`` defaults to fitting one for a non-metric result with two or more points. Disparity is fitted in
-        inverse depth, then inverted. The fit goes into :attr:`calibration` (and the sidecar).
+        inverse depth, then inverted. The fit goes into `calibration` (and the sidecar).
         """
         if not points:
             raise ValueError("calibration needs at least one known distance (x, y, metres)")
@@ -120,7 +128,7 @@ class DepthResult:
         return point_cloud(self.depth, self.image, self.intrinsics, self.valid)
 
     def distance(self, a: tuple[int, int], b: tuple[int, int]) -> float:
-        """3D distance in metres between pixels ``a`` and ``b`` (x, y), back-projected with :attr:`intrinsics`."""
+        """3D distance in metres between pixels ``a`` and ``b`` (x, y), back-projected with `intrinsics`."""
         self._metres("a distance")
         k = self.intrinsics
         pts = [np.array([(x - k.cx) / k.fx, (y - k.cy) / k.fy, 1.0]) * float(self.depth[y, x]) for x, y in (a, b)]
@@ -128,15 +136,18 @@ class DepthResult:
 
     def planned(self, folder: str | Path, formats: tuple[str, ...] = ("npy",), color: bool = True,
                 ply: bool = False, glb: bool = False) -> list[Path]:
-        """The files :meth:`save` would write with these arguments."""
+        """The files `save` would write with these arguments."""
         return planned_files(folder, self.name, formats, color, ply, glb, self.uncertainty is not None)
 
     def save(self, folder: str | Path, formats: tuple[str, ...] | list[str] = ("npy",), color: bool = True,
-             ply: bool = False, glb: bool = False, cmap: str = "magma", vmax: float | None = None) -> list[Path]:
+             ply: bool = False, glb: bool = False, cmap: str = "magma", vmax: float | None = None,
+             colorbar: bool = True) -> list[Path]:
         """Write the raw depth in each of ``formats`` (npy, png16, pfm, exr) with its JSON sidecar, a colour preview
-        ``<name>_color.png``, the uncertainty when there is one, and optionally a PLY / GLB point cloud.
+        ``<name>_color.png`` (with a colour bar in metres, or in the depth's own units before calibration, unless
+        ``colorbar=False``), the uncertainty when there is one, and optionally a PLY / GLB point cloud.
 
-        Never writes over the input file: a name that would is refused, saying which. Returns the written paths.
+        Never writes over the input file: a name that would is refused, saying which. Returns every path written,
+        sidecars included.
         """
         folder, formats = Path(folder), tuple(formats)
         if ply or glb:
@@ -146,11 +157,14 @@ class DepthResult:
             if clash:
                 raise InputOverwriteError(f"{clash[0]}: writing it would overwrite the input image; give another "
                                           "--out folder (or another --format)")
-        written = write_prediction(self.depth, folder, self.name, cmap, vmax, formats, self.meta, preview=color)
+        unit = "m" if self.kind == "metric" else ""
+        written = write_prediction(self.depth, folder, self.name, cmap, vmax, formats, self.meta, preview=color,
+                                   colorbar=colorbar, unit=unit)
         if self.uncertainty is not None:  # a Laplace head, Marigold with 3+ members, or --uncertainty tta
             unc_meta = {**self.meta, "units": self.uncertainty_kind, "uncertainty_kind": self.uncertainty_kind}
             written += write_prediction(self.uncertainty.astype(np.float32), folder, f"{self.name}_uncertainty",
-                                        "viridis", None, ("npy",), unc_meta, preview=color)
+                                        "viridis", None, ("npy",), unc_meta, preview=color, colorbar=colorbar,
+                                        unit=unit)
         if ply or glb:
             points, colors = self.point_cloud()
             if ply:

@@ -1,6 +1,6 @@
 """Run a model on images at their native resolution, with test-time augmentation (flip, multi-scale).
 
-The scales are validated here, where they are defined: protocols and the command line call :func:`check_scales`.
+The scales are validated here, where they are defined: protocols and the command line call `check_scales`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
 def tta_spread(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip: bool = True,
                scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """Uncertainty from test-time augmentation: the standard deviation (metres, (N, 1, H, W) at input size) over
-    the passes :func:`predict_native` averages (each flip and scale alone). Needs two or more passes."""
+    the passes `predict_native` averages (each flip and scale alone). Needs two or more passes."""
     scales = check_scales(scales)
     if len(scales) * (2 if flip else 1) < 2:
         raise ValueError("a TTA spread needs two or more passes: flip and/or several scales")

@@ -43,14 +43,14 @@ def complete(out: Path, name: str, formats: tuple[str, ...], color: bool = True,
 def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: tuple[str, ...] = ("npy",),
                      color: bool = True, ply: bool = False, cmap: str = "magma", vmax: float | None = None,
                      progress: Callable[[int, int | None], object] | None = None, errors: str = "skip",
-                     skip_existing: bool = False, **options: Any) -> Iterator[Saved]:
-    """Predict ``inputs`` with ``pipeline`` (``options``: :class:`~depthforge.predict.pipeline.Options`) and write
-    each result under ``out`` (:meth:`DepthResult.save`); yields one :class:`Saved` per image and per video.
+                     skip_existing: bool = False, colorbar: bool = True, **options: Any) -> Iterator[Saved]:
+    """Predict ``inputs`` with ``pipeline`` (``options``: `Options`) and write
+    each result under ``out`` (`DepthResult.save`); yields one `Saved` per image and per video.
 
     A video's colour range is fixed over the clip (``vmax``, else its first frame's 98th percentile); ``progress(done,
     total)`` is called after each frame. A camera stopped with Ctrl-C keeps the frames so far and finishes its video.
     An unreadable image does not stop the others (``errors="skip"``): it is yielded with its ``error``.
-    ``skip_existing``: an image whose files are all there and whole (:func:`complete`) is neither predicted again
+    ``skip_existing``: an image whose files are all there and whole (`complete`) is neither predicted again
     (when its whole batch is done) nor written again: an interrupted run resumes. ``shard=(rank, world)``
     (``options``) writes one process's share; the shares together are one process's files.
     """
@@ -77,7 +77,7 @@ def save_predictions(pipeline: Pipeline, inputs: Any, out: str | Path, formats: 
             if writer is not None and source != video:
                 yield finish()
             try:
-                paths = result.save(out, formats, color=color, ply=ply, cmap=cmap, vmax=vmax)
+                paths = result.save(out, formats, color=color, ply=ply, cmap=cmap, vmax=vmax, colorbar=colorbar)
             except InputOverwriteError as err:  # refused, nothing written for it; the others go on
                 yield Saved(str(result.path), result=result, error=str(err))
                 continue

@@ -1,7 +1,7 @@
 """``depthforge serve``: the prediction pipeline over HTTP (FastAPI on uvicorn), with size-aware dynamic batching,
 limits a public endpoint needs, Prometheus metrics and worker processes that come back when one dies.
 
-Needs the ``serve`` extra; :class:`depthforge.Client` (in :mod:`depthforge.predict.client`) talks to it.
+Needs the ``serve`` extra; `depthforge.Client` (in `depthforge.predict.client`) talks to it.
 """
 
 from depthforge.serve.app import Settings, app_from_env, create_app

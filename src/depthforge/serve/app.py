@@ -1,10 +1,10 @@
 """The HTTP face of the one prediction pipeline: ``POST /predict``, ``GET /health``, ``GET /metrics`` and the
 OpenAPI schema FastAPI writes (``/openapi.json``, ``/docs``).
 
-A request is read within its limits (:mod:`depthforge.serve.requests`), written to a private folder under the
-name it was uploaded with, and queued for the size-aware :class:`~depthforge.serve.batching.Batcher`, which runs
-:meth:`depthforge.predict.Pipeline.stream` on a batch of same-size, same-option images exactly as
-``depthforge predict`` runs a folder. The answer is the file :meth:`DepthResult.save` writes (the CLI's bytes) or
+A request is read within its limits (`depthforge.serve.requests`), written to a private folder under the
+name it was uploaded with, and queued for the size-aware `Batcher`, which runs
+`depthforge.predict.Pipeline.stream` on a batch of same-size, same-option images exactly as
+``depthforge predict`` runs a folder. The answer is the file `DepthResult.save` writes (the CLI's bytes) or
 the sidecar and statistics as JSON; every refusal is a 4xx with one line, ``{"error": ...}``.
 """
 
@@ -32,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from depthforge.io import DataError
-from depthforge.predict import DepthResult, Unreadable, load
+from depthforge.predict import DepthResult, Unreadable, load, safe_stem
 from depthforge.serve import metrics
 from depthforge.serve.batching import Batcher, QueueFull
 from depthforge.serve.requests import (IMAGE_TYPES, RESPONSE_FORMATS, BadRequest, PredictQuery, check_image,
@@ -119,13 +119,6 @@ class Service:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _stem(filename: str | None) -> str:
-    """A file stem safe to write under: the upload's own name with anything but letters, digits, ``-_.`` dropped."""
-    stem = Path(filename or "").stem
-    safe = "".join(c for c in stem if c.isascii() and (c.isalnum() or c in "-_."))[:100].lstrip(".")
-    return safe or "image"
-
-
 def summary(depth: np.ndarray) -> dict:
     """Statistics of a depth map for the JSON answer."""
     q = np.percentile(depth, [5, 50, 95])
@@ -134,9 +127,9 @@ def summary(depth: np.ndarray) -> dict:
 
 
 def encode(result: DepthResult, fmt: str, folder: Path) -> Response:
-    """The answer for ``result``: the bytes :meth:`DepthResult.save` writes (npy, png16, ply) with the raw file's
+    """The answer for ``result``: the bytes `DepthResult.save` writes (npy, png16, ply) with the raw file's
     sidecar in the X-Depth-Sidecar header, that sidecar and statistics (json), or depth, valid mask and uncertainty
-    in one archive with :attr:`DepthResult.meta` (npz, what :class:`depthforge.Client` reads)."""
+    in one archive with `DepthResult.meta` (npz, what `depthforge.Client` reads)."""
     raw = fmt if fmt in ("npy", "png16") else "npy"  # ply and json carry the sidecar of the npy file
     files = result.save(folder, formats=(raw,), color=False, ply=fmt == "ply")
     sidecar = json.loads(files[0].with_name(files[0].name + ".json").read_text())
@@ -227,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 suffix, size = await run_in_threadpool(check_image, data, settings.max_pixels)
                 options = query.options(size)
                 folder.mkdir()
-                path = folder / f"{query.name or _stem(filename)}{suffix}"
+                path = folder / f"{query.name or safe_stem(filename)}{suffix}"
                 path.write_bytes(data)
                 try:
                     future = service.batcher.submit((size, json.dumps(options, sort_keys=True)), (path, options))

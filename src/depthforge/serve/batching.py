@@ -1,6 +1,6 @@
 """Dynamic batching keyed by what a batch must share: requests with the same key (image size and options) are run
 together, up to ``max_batch`` of them. A request waits for company, at most ``timeout`` seconds, only while
-company is likely: others are on their way in (being uploaded and checked: :meth:`Batcher.arriving`) or the last
+company is likely: others are on their way in (being uploaded and checked: `Batcher.arriving`) or the last
 batch held several requests (clients are sending concurrently); a lone client's request runs at once. A key whose
 batch is full or whose oldest request has waited its time goes first, so a photo of another size never waits behind
 a batch it cannot join. The queue is bounded: a request over ``max_queue`` is refused at once (the server answers 503 with
@@ -54,7 +54,7 @@ class Batcher:
         self.thread.start()
 
     def submit(self, key: Hashable, item: Any) -> Future:
-        """Queue ``item``; its future gets its result (or exception). :class:`QueueFull` when there is no room."""
+        """Queue ``item``; its future gets its result (or exception). `QueueFull` when there is no room."""
         with self.cond:
             if self.stopped:
                 raise RuntimeError("the batcher is stopped")
@@ -68,7 +68,7 @@ class Batcher:
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
-        """Around a request's reading and checking, up to its :meth:`submit`: while any request is inside, queued
+        """Around a request's reading and checking, up to its `submit`: while any request is inside, queued
         ones wait (up to ``timeout``) for it to join their batch."""
         with self.cond:
             self.incoming += 1

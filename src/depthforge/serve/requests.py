@@ -1,6 +1,6 @@
 """What a predict request carries: its options (query parameters, validated before anything runs) and its image
 (a multipart upload or the raw bytes), read within a byte limit and a time limit and checked from its header before
-it is decoded. Every way a request can be wrong is a :class:`BadRequest` with a status and one line."""
+it is decoded. Every way a request can be wrong is a `BadRequest` with a status and one line."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class PredictQuery(BaseModel):
         return text
 
     def options(self, size: tuple[int, int]) -> dict:
-        """The :class:`depthforge.predict.Options` keywords, the known distances checked against the image size."""
+        """The `depthforge.predict.Options` keywords, the known distances checked against the image size."""
         points = []
         for text in self.point:
             x, y, m = text.split(",")

@@ -31,7 +31,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
                                 workers=workers, log_level=log_level,
                                 # in-flight requests may take the request timeout to finish on SIGTERM
                                 timeout_graceful_shutdown=int(settings.timeout) + 1,
-                                # a worker busy with a batch still answers the supervisor's ping; allow for a slow one
-                                timeout_worker_healthcheck=30)
+                                # the supervisor pings each worker in turn and waits this long for the answer: a
+                                # worker killed during a ping is noticed only then (30 s here made a killed worker
+                                # 33 s to replace under load); a busy worker still answers within milliseconds
+                                timeout_worker_healthcheck=5)
         # workers=1 runs under the supervisor too: the one worker also comes back when it is killed
         Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -1,9 +1,9 @@
 """Depth sources: what turns an image into depth, and how one is loaded from a spec.
 
-A depthforge checkpoint or an ensemble of them (:mod:`~depthforge.sources.checkpoint`), an exported ONNX file (run by
-:mod:`depthforge.export`), a shared depthforge folder or Hub repo (:mod:`~depthforge.sources.hub`), a transformers
-model (``hf:``) or a Marigold pipeline (:mod:`~depthforge.sources.marigold`), all behind one interface
-(:mod:`~depthforge.sources.loading`).
+A depthforge checkpoint or an ensemble of them (`checkpoint`), an exported ONNX file (run by
+`depthforge.export`), a shared depthforge folder or Hub repo (`hub`), a transformers
+model (``hf:``) or a Marigold pipeline (`marigold`), all behind one interface
+(`loading`).
 """
 
 from depthforge.sources.checkpoint import CheckpointError, Ensemble, load_checkpoint, load_ensemble

@@ -71,7 +71,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 
 def qat_state_of(path: str | Path) -> dict:
-    """The QAT state (:func:`depthforge.export.qat.qat_state`) a checkpoint of a ``train.qat=true`` run holds."""
+    """The QAT state (`depthforge.export.qat.qat_state`) a checkpoint of a ``train.qat=true`` run holds."""
     state = _read(Path(path))["depthforge"].get("qat")
     if not state:
         raise CheckpointError(f"{path}: no QAT state; it was not written by a train.qat=true run")
@@ -98,7 +98,7 @@ class Ensemble(nn.Module):
 
 
 def load_ensemble(paths: list[str | Path], device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
-    """One checkpoint: :func:`load_checkpoint`. Several: an :class:`Ensemble` and the first one's config.
+    """One checkpoint: `load_checkpoint`. Several: an `Ensemble` and the first one's config.
 
     Members are fed the same input, so they must share the input geometry and depth cap they were trained with.
     """

@@ -9,8 +9,8 @@ A source is a callable ``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 1, h, w)`` (resiz
 - ``disparity``: inverse depth up to scale and shift (DPT / MiDaS, relative Depth Anything); scored after the fit
   in disparity space, then inverted.
 
-:func:`load_source` turns a spec (``{"checkpoint": ...}``, ``{"onnx": ...}`` or ``{"model": "hf:..."}``) into a
-:class:`LoadedSource`: the callable, the data geometry it is fed at, its kind and the spec to record in cards and
+`load_source` turns a spec (``{"checkpoint": ...}``, ``{"onnx": ...}`` or ``{"model": "hf:..."}``) into a
+`LoadedSource`: the callable, the data geometry it is fed at, its kind and the spec to record in cards and
 sidecars. ``evaluate``, ``predict``, tiling, TTA and ensembles all take it, so nothing is written twice.
 """
 

@@ -5,7 +5,7 @@ Output is affine-invariant (``relative`` for ``prediction_type="depth"``, ``disp
 with alignment, and calibrated to metres with reference points (``depthforge predict --calibrate``).
 
 A folder saved without a tokenizer (the tokenizer only ever produces the empty prompt's embedding) can carry that
-embedding as ``empty_text_embedding.safetensors`` instead; :func:`load_marigold` then needs no tokenizer at all.
+embedding as ``empty_text_embedding.safetensors`` instead; `load_marigold` then needs no tokenizer at all.
 Needs the ``marigold`` extra (diffusers + scipy).
 """
 

@@ -1,6 +1,6 @@
 """Video: frames in (files, image-sequence folders, cameras), side-by-side depth videos out
-(:mod:`~depthforge.video.frames`), and temporal filtering of per-frame depth (:mod:`~depthforge.video.stabilize`,
-composed with a per-frame model by :mod:`~depthforge.video.stream`)."""
+(`frames`), and temporal filtering of per-frame depth (`stabilize`,
+composed with a per-frame model by `stream`)."""
 
 from depthforge.video.frames import CAMERA_PREFIX, VIDEO_SUFFIXES, SideBySideWriter, is_video, read_frames
 from depthforge.video.stabilize import MODES

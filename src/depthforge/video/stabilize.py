@@ -143,7 +143,7 @@ class FlowStabilizer:
     relative depth change above which a pixel is taken as new (not blended); ``photometric``: largest grey-level
     difference (0-255) between the frame and the warped previous frame for the flow to be trusted.
 
-    ``scale``: the global scale filter first applied: ``median`` (:class:`CausalStabilizer`, the default: it helped
+    ``scale``: the global scale filter first applied: ``median`` (`CausalStabilizer`, the default: it helped
     most on a trained model's predictions, BENCHMARKS.md), ``flow`` (the slope of the flow-matched fit of the frame
     against the previous output, of which ``keep_scale`` is kept: best when the scene's median depth changes a lot
     as the camera moves) or ``none``.
@@ -200,7 +200,8 @@ class FlowStabilizer:
                 ok &= np.abs(moved - depth) <= self.max_change * np.abs(depth)
                 w = self.weight * ok
                 out = (w * moved + (1 - w) * depth).astype(depth.dtype)
-            elif ok.sum() > 16:
+            elif ok.sum() > 16 and np.ptp(warped[ok]) > 1e-6 * float(np.abs(warped[ok]).max()):
+                # (a flat warped map has no line to fit: the frame is kept as it is, below)
                 # depth ~ a * warped + b: the camera's motion goes into the shift b (a forward step changes every
                 # z by the same amount) and a is the frame's scale against the previous output.
                 a, b = np.polyfit(warped[ok].astype(np.float64), depth[ok].astype(np.float64), 1)
@@ -259,7 +260,7 @@ def pixel_rays(at: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 def move_depth(depth: np.ndarray, rays: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
     """z in the new camera of the 3D points ``depth * rays`` (H, W and H, W, 3: one camera's depth and rays at the
-    matching pixels, :func:`pixel_rays`) after the motion ``(R, t)``."""
+    matching pixels, `pixel_rays`) after the motion ``(R, t)``."""
     return (rays @ r[2] * depth + t[2]).astype(np.float32)
 
 
@@ -283,7 +284,7 @@ def stabilize(depths: np.ndarray, mode: str, rgbs: np.ndarray | None = None, flo
               scale: str = "median", k: np.ndarray | None = None) -> np.ndarray:
     """A whole clip through ``mode`` (``none``, ``causal``, ``flow`` or ``pose`` run frame by frame, or
     ``offline``); ``flow`` and ``pose`` need the RGB frames (``flow``: the optical flow, ``scale``: the
-    :class:`FlowStabilizer`'s global scale filter), ``pose`` the intrinsics ``k`` too."""
+    `FlowStabilizer`'s global scale filter), ``pose`` the intrinsics ``k`` too."""
     if mode not in MODES:
         raise ValueError(f"stabilisation '{mode}': choose from {MODES}")
     if mode == "none":

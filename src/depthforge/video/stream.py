@@ -18,7 +18,7 @@ def stabilized_depths(path: str | Path, predict: Callable[[np.ndarray], np.ndarr
     """``(rgb, depth)`` for every frame of ``path`` (a video file, a folder of frames or ``camera:<index>``).
 
     Frames stream through (one in memory at a time); ``max_frames`` stops early. ``stabilize``: ``causal``
-    rescales each frame onto a smoothed scale track of the frames so far (:mod:`depthforge.video.stabilize`);
+    rescales each frame onto a smoothed scale track of the frames so far (`depthforge.video.stabilize`);
     ``offline`` smooths the whole clip's track, which costs a first pass over the clip (twice the model time) and
     keeps memory flat; ``flow`` is causal and also filters local flicker along the optical flow (``flow``:
     farneback, dis or raft[:weights.pth]); ``pose`` moves the previous output by the camera motion estimated from

@@ -1,5 +1,5 @@
 """Colormaps and comparison grids."""
 
-from depthforge.viz.colormap import colorize, comparison_row
+from depthforge.viz.colormap import color_range, colorize, comparison_row, with_colorbar
 
-__all__ = ["colorize", "comparison_row"]
+__all__ = ["color_range", "colorize", "comparison_row", "with_colorbar"]

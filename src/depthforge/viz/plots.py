@@ -97,7 +97,7 @@ def comparison_figure(rows: list[tuple[np.ndarray, ...]], max_depth: float) -> p
 
 
 def save_grid(rows: list[tuple[np.ndarray, ...]], max_depth: float, path: str | Path) -> Path:
-    """Write :func:`comparison_figure` as a PNG."""
+    """Write `comparison_figure` as a PNG."""
     fig = comparison_figure(rows, max_depth)
     fig.savefig(path, dpi=100)
     plt.close(fig)

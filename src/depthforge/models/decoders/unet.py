@@ -25,9 +25,9 @@ class UNetDecoder(nn.Module):
         widths: output channels of each block, deepest first; at most one per shallower level plus one per x2 step
             from the shallowest level's stride down to 1.
         image_skip: also concatenate the (normalised) input image at stride 1, so that a decoder that goes down to
-            stride 1 places depth edges on the image's own edges; :class:`~depthforge.models.depth_model.DepthModel` then
+            stride 1 places depth edges on the image's own edges; `DepthModel` then
             passes the image as an extra stride-1 feature in front of the encoder's.
-        context_layers: transformer blocks of :class:`~depthforge.models.decoders.blocks.GlobalContext` applied to
+        context_layers: transformer blocks of `GlobalContext` applied to
             the deepest feature before the first block (0 = none); ``context_dim`` and ``context_heads`` size them.
             They start as the identity: a state dict without them, loaded with ``strict=False``, gives the model
             without them (``model.init_from`` checks every tensor, so it needs the same ``context_layers``).
