@@ -64,15 +64,15 @@ def test_api_cli_and_demo_give_the_same_depth_sidecar_and_point_cloud(checkpoint
     app = DemoApp(default_sources([str(checkpoint)], None, None), workdir=tmp_path / "demo")
     state, out = app.predict(str(photo), str(checkpoint))
     files = {Path(f).name: Path(f) for f in out["files"]}
-    demo_depth, demo_meta = read_depth(files["depth.npy"])
+    demo_depth, demo_meta = read_depth(files["street_depth.npy"])  # downloads named after the photo
     assert np.array_equal(demo_depth, result.depth)
-    png_depth, png_meta = read_depth(files["depth.png"])  # 16-bit millimetres
+    png_depth, png_meta = read_depth(files["street_depth.png"])  # 16-bit millimetres
     np.testing.assert_allclose(png_depth, result.depth, atol=0.5 / png_meta["scale"] + 1e-7)
     assert set(png_meta) == set(cli_meta) | {"encoding"}  # the 16-bit PNG says how to read it
     same = {k for k in cli_meta if k not in ("format", "scale")}
     assert {k: demo_meta[k] for k in same} == {k: cli_meta[k] for k in same}
     cli_points = _ply_points(cli / "street.ply")
-    np.testing.assert_array_equal(_ply_points(files["depth.ply"]), cli_points)
+    np.testing.assert_array_equal(_ply_points(files["street_depth.ply"]), cli_points)
     np.testing.assert_array_equal(cli_points, result.point_cloud()[0].astype(np.float32))
 
 

@@ -124,15 +124,18 @@ def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
 
     root = tmp_path / "data"
     rng = np.random.default_rng(3)
-    for i in range(10):  # batches of 4, 4 and 2 under --protocol-batch 4: the course's per-batch mean needs them
+    # 5 batches of 2 under --protocol-batch 2 (the course's per-batch mean needs them): more batches than twice the
+    # ranks, so dealing them by index // world instead of index % world would leave batches unscored
+    for i in range(10):
         write_pair(root, "val", str(i), depth=(2 + 10 * rng.random((32, 48))).astype(np.float32), seed=i)
     args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(root), "--split", "val", "--protocol",
-            "challenge,standard", "--protocol-batch", "4"]
+            "challenge,standard", "--protocol-batch", "2"]
     single = tmp_path / "single.json"
-    assert main([*args, "--json", str(single)]) == 0
+    assert main([*args, "--json", str(single), "--report", str(tmp_path / "report-single")]) == 0
     sharded = tmp_path / "sharded.json"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "depthforge.cli", *args, "--json", str(sharded)], capture_output=True, text=True,
+                           "-m", "depthforge.cli", *args, "--json", str(sharded), "--report",
+                           str(tmp_path / "report-sharded")], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
@@ -154,6 +157,10 @@ def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
     for a, b in zip(one, two):
         assert a["metrics"] == b["metrics"]  # exactly: the same batches, merged in the one-process order
     assert one[0]["metrics"]["rmse"] != one[0]["metrics"]["rmse_pooled"]  # the batch means are really per batch
+    for protocol in ("challenge", "standard"):  # the per-image rows, in the one-process order
+        rows = [(tmp_path / f"report-{how}").glob(f"*/{protocol}/per_image.csv") for how in ("single", "sharded")]
+        single_csv, sharded_csv = (next(found).read_text() for found in rows)
+        assert sharded_csv == single_csv and single_csv.count("\n") == 11
 
 
 def test_wandb_offline_keeps_the_metrics_and_the_config_in_the_run_folder(tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ __all__ = ["build_parser", "main", "separate_values"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="depthforge", description=DESCRIPTION)
+    # No abbreviations: a typo or a shortened flag (--max-rmse for --max-rmse-delta) is an error, not a silent pick
+    parser = argparse.ArgumentParser(prog="depthforge", description=DESCRIPTION, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common, models = verbosity_options(), model_options()

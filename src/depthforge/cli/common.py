@@ -177,7 +177,7 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def subparser(sub, name: str, parents: list, help: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, parents=parents, formatter_class=HelpFormatter, help=help)
+    return sub.add_parser(name, parents=parents, formatter_class=HelpFormatter, help=help, allow_abbrev=False)
 
 
 def add_source_options(p: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -26,16 +26,26 @@ class Saved:
 
 
 def complete(out: Path, name: str, formats: tuple[str, ...], color: bool = True, ply: bool = False) -> bool:
-    """Whether ``name``'s files from a run with these options are all there, non-empty, their sidecars whole JSON
-    (what ``--skip-existing`` trusts; a file cut short by a kill fails it, and the image is done again)."""
-    files = planned_files(out, name, formats, color, ply)
-    sidecars = [f for f in files if f.suffix == ".json"]
-    if not all(f.is_file() and f.stat().st_size > 0 for f in files):
-        return False
+    """Whether ``name``'s files from a run with these options are all there and read back whole: sidecars as JSON,
+    depth files through their readers, previews decoded, point clouds to their last point (what ``--skip-existing``
+    trusts; a file empty or cut short by a kill fails it, and the image is done again)."""
+    from PIL import Image
+
+    from depthforge.geometry.pointcloud import read_ply
+    from depthforge.io import DEPTH_SUFFIXES, read_depth_file
+
     try:
-        for sidecar in sidecars:
-            json.loads(sidecar.read_text())
-    except ValueError:
+        for f in planned_files(out, name, formats, color, ply):
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix == ".ply":
+                read_ply(f)
+            elif f.suffix in DEPTH_SUFFIXES and not f.name.endswith("_color.png"):
+                read_depth_file(f)
+            else:
+                with Image.open(f) as img:
+                    img.load()
+    except Exception:  # missing, empty, truncated: whatever the reader says, the file is not done
         return False
     return True
 
