@@ -355,14 +355,18 @@ def test_health_is_503_until_the_model_is_loaded(checkpoint, photo, monkeypatch)
     gate = threading.Event()
     real_load = app_module.load
     monkeypatch.setattr(app_module, "load", lambda *a, **k: gate.wait(60) and real_load(*a, **k))
-    with TestClient(create_app(Settings(spec={"checkpoint": str(checkpoint)}))) as client:
+    with TestClient(create_app(Settings(spec={"checkpoint": str(checkpoint)}, timeout=2.0))) as client:
         assert client.get("/health").status_code == 503 and client.get("/health").json()["status"] == "loading"
-        refused = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})
+        refused = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})  # waited its 2 s
         assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
-        gate.set()
-        wait_loaded(client)
+        assert "still loading" in refused.json()["error"]
+        with ThreadPoolExecutor(1) as pool:  # a request that arrives while the model loads waits for it
+            waiting = pool.submit(client.post, "/predict?name=a", files={"image": ("a.png", photo.read_bytes())})
+            time.sleep(0.3)
+            assert not waiting.done()
+            gate.set()
+            assert waiting.result(30).status_code == 200
         assert client.get("/health").json()["model"] == "unet_resnet18"
-        assert client.post("/predict", files={"image": ("a.png", photo.read_bytes())}).status_code == 200
 
 
 def test_health_says_why_the_model_did_not_load(tmp_path):

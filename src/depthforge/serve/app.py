@@ -91,14 +91,23 @@ class Service:
 
     def load(self) -> None:
         try:
-            self.pipeline = load(self.settings.spec, self.settings.device)
+            pipeline = load(self.settings.spec, self.settings.device)
         except Exception as err:  # the worker stays up and says why on /health
             self.error = f"{type(err).__name__}: {err}"
             log.error("depthforge serve: the model could not be loaded: %s", self.error)
             return
         s = self.settings
         self.batcher = Batcher(self.run, s.max_batch_size, s.batch_timeout, s.max_queue)
+        self.pipeline = pipeline  # last: a request that sees the pipeline finds its batcher
         log.info("depthforge serve: %r ready", self.pipeline)
+
+    async def ready(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the model (a worker started again after a crash loads it while requests
+        arrive: they wait for it rather than fail); whether it is loaded."""
+        deadline = time.monotonic() + seconds
+        while self.pipeline is None and self.error is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.pipeline is not None
 
     def run(self, items: list[tuple[Path, dict]]) -> list:
         """One model run over same-size, same-option images (as ``depthforge predict`` runs a folder); when it
@@ -171,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await run_in_threadpool(service.close)  # queued requests are finished first
 
+    # the clamped share of each image is in its answer's sidecar; the server's log keeps to the server's events
+    logging.getLogger("depthforge.predict.outputs").setLevel(logging.ERROR)
     app = FastAPI(title="depthforge", summary="Monocular depth as a service: an image in, depth in metres out.",
                   lifespan=lifespan)
     app.state.service = service
@@ -211,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     async def _predict(request: Request, query: PredictQuery, start: float) -> Response:
-        if service.pipeline is None:
+        if not await service.ready(settings.timeout - (time.monotonic() - start)):
             raise BadRequest(503, service.error or "the model is still loading", {"Retry-After": "2"})
         folder = service.workdir / uuid.uuid4().hex
         try:
