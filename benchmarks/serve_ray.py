@@ -15,7 +15,9 @@ Writes benchmarks/results/serve_ray.{json,md}.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from _results import cpu_info, save_results  # benchmarks/_results.py (scripts run from the repository root)
 from serve_load import wait_ready
@@ -82,13 +85,17 @@ def main() -> None:
     files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     files = files[:args.n_images]
 
-    # what depthforge predict writes for each photo: the reference bytes
+    # what depthforge predict writes for each photo: the reference bytes, with both cores (as depthforge serve's
+    # worker runs) and with one thread (as a Ray replica with num_cpus=1 runs: Ray sets OMP_NUM_THREADS=1, and
+    # float sums in another order differ in the last bits)
     out = Path(tempfile.mkdtemp(prefix="serve-ray-"))
-    from depthforge.cli import main as cli
-
-    cli(["predict", "--checkpoint", checkpoint, *map(str, files), "--out", str(out / "cli"), "--batch-size", "1",
-         "-q"])
-    expected = {p.name: (out / "cli" / f"{p.stem}.npy").read_bytes() for p in files}
+    expected = {}
+    for threads in ("2", "1"):
+        folder = out / f"cli-{threads}"
+        subprocess.run([sys.executable, "-m", "depthforge.cli", "predict", "--checkpoint", checkpoint,
+                        *map(str, files), "--out", str(folder), "--batch-size", "1", "-q"], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": threads})
+        expected[threads] = {p.name: (folder / f"{p.stem}.npy").read_bytes() for p in files}
 
     import ray
     from ray import serve
@@ -129,23 +136,29 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
 
-    def same(run: dict) -> bool:
-        return all(answers == {expected[name]} for name, answers in run["answers"].items())
+    def same(run: dict, threads: str) -> bool:
+        return all(answers == {expected[threads][name]} for name, answers in run["answers"].items())
+
+    def largest_diff(run: dict, threads: str) -> float:
+        return max(float(np.abs(np.load(io.BytesIO(a)) - np.load(io.BytesIO(expected[threads][name]))).max())
+                   for name, answers in run["answers"].items() for a in answers)
 
     table = "\n".join([
         f"Ray Serve {ray.__version__}, 2 replicas (1 CPU each) on a local Ray cluster, against depthforge serve with "
         f"one worker, in one run ({cpu_info()}; {args.requests} requests from {args.clients} concurrent clients, "
         f"{len(files)} challenge val photos, `{args.checkpoint}`, --max-batch-size 1):", "",
-        "| deployment | replicas that answered | requests/s | errors | every answer = the `depthforge predict` file |",
-        "|---|---|---|---|---|",
-        f"| Ray Serve, num_replicas=2 | {len(seen)} (pids {sorted(seen)}) | {ray_run['rps']:.2f} | "
-        f"{len(ray_run['errors'])} | {same(ray_run)} |",
-        f"| depthforge serve, 1 worker | 1 | {one['rps']:.2f} | {len(one['errors'])} | {same(one)} |"])
+        "| deployment | replicas that answered | requests/s | errors | every answer = `depthforge predict`'s file, "
+        "bit for bit (its run with the same threads) | largest difference from the 2-thread file (m) |",
+        "|---|---|---|---|---|---|",
+        f"| Ray Serve, num_replicas=2, 1 thread each | {len(seen)} (pids {sorted(seen)}) | {ray_run['rps']:.2f} | "
+        f"{len(ray_run['errors'])} | {same(ray_run, '1')} (1 thread) | {largest_diff(ray_run, '2'):.2g} |",
+        f"| depthforge serve, 1 worker, 2 threads | 1 | {one['rps']:.2f} | {len(one['errors'])} | "
+        f"{same(one, '2')} (2 threads) | {largest_diff(one, '2'):.2g} |"])
     print(table)
     save_results("serve_ray", table, {"command": " ".join(sys.argv), "replicas": sorted(seen),
                                       "ray_rps": ray_run["rps"], "ray_errors": ray_run["errors"],
-                                      "ray_equal": same(ray_run), "serve_rps": one["rps"],
-                                      "serve_errors": one["errors"], "serve_equal": same(one)})
+                                      "ray_equal_1_thread": same(ray_run, "1"), "serve_rps": one["rps"],
+                                      "serve_errors": one["errors"], "serve_equal_2_threads": same(one, "2")})
 
 
 if __name__ == "__main__":
