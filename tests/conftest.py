@@ -20,6 +20,14 @@ from PIL import Image
 import depthforge
 from depthforge.data.base import DepthDataset
 
+# Under pytest-xdist (the README's `-n 2`) each worker process takes one core's share of torch's threads: two
+# workers of two threads each on two cores would fight over them. Subprocesses the tests start inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Distributions whose import name is not their name with '-' -> '_'.
 IMPORT_NAME = {"scikit-image": "skimage", "pyyaml": "yaml", "pillow": "PIL"}
 
