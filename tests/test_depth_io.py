@@ -153,5 +153,32 @@ def test_exr_channels_and_a_missing_openexr(tmp_path, monkeypatch):
         read_depth_file(tmp_path / "bad.exr")
     monkeypatch.setitem(sys.modules, "OpenEXR", None)
     with pytest.raises(ImportError, match=r"^EXR needs the OpenEXR bindings: pip install 'depthforge\[formats\]' "
-                                          r"\(or write npy, pfm or png16\)$"):
+                                          r"\(or write npy, pfm or png16\)$") as missing:
         write_depth(tmp_path / "y", d, "exr")
+    assert missing.value.name == "OpenEXR"  # the command line names the extra from the module
+
+
+def test_sidecars_written_before_0_2_read_with_the_new_key_names(tmp_path):
+    import json
+
+    from depthforge.io import read_sidecar
+
+    old = {"units": "metres", "valid_range": [0.5, 9.0], "clamped": {"range": [0.001, 20.0], "below": 0.1}}
+    (tmp_path / "a.npy.json").write_text(json.dumps(old))
+    assert read_sidecar(tmp_path / "a.npy") == {"units": "metres", "value_range": [0.5, 9.0],
+                                                "clamped": {"model_range": [0.001, 20.0], "below": 0.1}}
+    new = {"value_range": [1.0, 2.0], "clamped": {"model_range": [0.001, 10.0]}, "calibration": {"range": 3}}
+    (tmp_path / "b.npy.json").write_text(json.dumps(new))
+    assert read_sidecar(tmp_path / "b.npy") == new  # a new sidecar, and other keys named range, stay as they are
+    (tmp_path / "c.npy.json").write_text(json.dumps({"clamped": None, "valid_range": None}))
+    assert read_sidecar(tmp_path / "c.npy") == {"clamped": None, "value_range": None}
+    assert read_sidecar(tmp_path / "none.npy") == {}
+
+
+def test_the_sidecar_is_indented_json_a_person_can_read(tmp_path):
+    import json
+
+    _, side = write_depth(tmp_path / "d", np.full((2, 3), 1.5, np.float32), "npy", meta={"model": "m"})
+    text = side.read_text()
+    assert text == json.dumps(json.loads(text), indent=2)  # two spaces, one key per line: diffable, greppable
+    assert text.splitlines()[1] == '  "units": "metres",'
