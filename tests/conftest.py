@@ -28,6 +28,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# The files that take longest (docs/benchmarks/testing.md), run first: with two workers taking whole files in turn,
+# the long ones then overlap instead of one of them finishing alone at the end (longest-first scheduling).
+LONGEST_FIRST = ("test_export.py", "test_serve.py", "test_scale_out.py", "test_faults.py", "test_first_hour.py",
+                 "test_demo.py", "test_qat.py", "test_cli.py", "test_foundation.py", "test_docs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
+
 # Distributions whose import name is not their name with '-' -> '_'.
 IMPORT_NAME = {"scikit-image": "skimage", "pyyaml": "yaml", "pillow": "PIL"}
 

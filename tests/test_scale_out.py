@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -171,5 +172,12 @@ def test_wandb_offline_keeps_the_metrics_and_the_config_in_the_run_folder(tmp_pa
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
     assert (offline[0] / "files" / "config.yaml").read_text() == (run / "config.yaml").read_text()
-    records = next(offline[0].glob("run-*.wandb")).read_bytes()
+    # wandb's own service process writes the records file; on a busy machine it can still be writing after
+    # finish() returned: wait for it (a minute at most) rather than read it half-written
+    deadline = time.time() + 60
+    while True:
+        records = next(offline[0].glob("run-*.wandb")).read_bytes()
+        if (b"val/rmse" in records and b"train/loss_ssim" in records) or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert b"val/rmse" in records and b"train/loss_ssim" in records

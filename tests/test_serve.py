@@ -329,10 +329,10 @@ def test_a_killed_worker_is_started_again_and_the_service_answers(server, photo)
 def test_sigterm_finishes_the_request_in_flight_then_stops(checkpoint, tmp_path):
     proc, url = start_server(["--checkpoint", str(checkpoint)], tmp_path / "serve.log")
     big = tmp_path / "big.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)).save(big)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (320, 480, 3), np.uint8)).save(big)
     answer = {}
 
-    def slow():  # tiles of 48x64 over 480x640, half overlapping: seconds of work
+    def slow():  # tiles of 48x64 over 320x480, half overlapping: seconds of work
         answer["r"] = post(url, big.read_bytes(), "big.png", tile="48x64", overlap=0.5)
 
     thread = threading.Thread(target=slow)
@@ -341,7 +341,7 @@ def test_sigterm_finishes_the_request_in_flight_then_stops(checkpoint, tmp_path)
     proc.send_signal(signal.SIGTERM)
     thread.join(timeout=120)
     assert proc.wait(timeout=120) == 0
-    assert answer["r"].status_code == 200 and np.load(io.BytesIO(answer["r"].content)).shape == (480, 640)
+    assert answer["r"].status_code == 200 and np.load(io.BytesIO(answer["r"].content)).shape == (320, 480)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/health", timeout=5)
 
