@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 
 from _results import cpu_info, save_results  # benchmarks/_results.py (scripts run from the repository root)
-from serve_load import wait_ready
+from serve_load import photos, wait_ready
 
 
 def app_builder(settings_json: str):
@@ -82,8 +82,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8766)
     args = ap.parse_args()
     checkpoint = str(Path(args.checkpoint).resolve())
-    files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    files = files[:args.n_images]
+    files = photos(args.images, args.n_images)
 
     # what depthforge predict writes for each photo: the reference bytes, with both cores (as depthforge serve's
     # worker runs) and with one thread (as a Ray replica with num_cpus=1 runs: Ray sets OMP_NUM_THREADS=1, and

@@ -211,3 +211,17 @@ def test_an_export_that_fails_its_check_leaves_nothing_behind(fmt, quantize, che
                  "--tol", "1e-12"]) == 2
     assert "exported model differs from eager" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def test_every_command_is_named_in_the_readme_or_the_docs_index_and_the_cpu_install_is_documented():
+    """Item 9 (push was in the help but in neither) and item 10 (the CPU-only install)."""
+    from depthforge.cli import COMMANDS, build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text() + (root / "docs" / "index.md").read_text()
+    sub = next(a for a in build_parser()._actions if getattr(a, "choices", None) and "train" in a.choices)
+    assert len(sub.choices) == len(COMMANDS)
+    missing = [name for name in sub.choices if f"depthforge {name}" not in text]
+    assert not missing, missing
+    readme = (root / "README.md").read_text()
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme and "busy one" in readme

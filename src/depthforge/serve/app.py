@@ -139,9 +139,12 @@ def encode(result: DepthResult, fmt: str, folder: Path) -> Response:
     """The answer for ``result``: the bytes `DepthResult.save` writes (npy, png16, ply) with the raw file's
     sidecar in the X-Depth-Sidecar header, that sidecar and statistics (json), or depth, valid mask and uncertainty
     in one archive with `DepthResult.meta` (npz, what `depthforge.Client` reads)."""
-    raw = fmt if fmt in ("npy", "png16") else "npy"  # ply and json carry the sidecar of the npy file
-    files = result.save(folder, formats=(raw,), color=False, ply=fmt == "ply")
-    sidecar = json.loads(files[0].with_name(files[0].name + ".json").read_text())
+    if fmt == "npz":  # no file to write: the arrays and the result's metadata go into the archive
+        files, sidecar = [], result.meta
+    else:  # ply and json carry the sidecar of the npy file
+        files = result.save(folder, formats=(fmt if fmt in ("npy", "png16") else "npy",), color=False,
+                            ply=fmt == "ply")
+        sidecar = json.loads(files[1].read_text())  # save() returns each raw file, then its sidecar
     if fmt == "json":
         body = {"name": result.name, "sidecar": sidecar, "summary": summary(result.depth),
                 "valid_fraction": 1.0 if result.valid is None else float(result.valid.mean())}
@@ -149,7 +152,7 @@ def encode(result: DepthResult, fmt: str, folder: Path) -> Response:
             body["uncertainty"] = {"kind": result.uncertainty_kind, **summary(result.uncertainty)}
         content = json.dumps(body).encode()
     elif fmt == "npz":
-        arrays = {"depth": result.depth, "sidecar": np.array(json.dumps(result.meta))}
+        arrays = {"depth": result.depth, "sidecar": np.array(json.dumps(sidecar))}
         if result.valid is not None:
             arrays["valid"] = result.valid
         if result.uncertainty is not None:
