@@ -123,6 +123,29 @@ def train_tiny(run: Path, steps: int = 2, n_train: int = 4, n_val: int = 2, size
     return run / "checkpoints" / "last.ckpt"
 
 
+def shared_tiny(tmp_path_factory, name: str) -> Path:
+    """The 40-step tiny model (`train_tiny`: 8 training scenes, batch 4) trained once per test session and shared by
+    the pytest-xdist workers (the first to ask trains it while the others wait on a file lock: the suite's
+    largest fixtures were five trainings of nearly this model); each caller gets its own copy of the run folder,
+    so nothing one test writes there reaches another. Returns the copy's last.ckpt."""
+    import shutil
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    run = shared / "shared-tiny-40"
+    with FileLock(str(shared / "shared-tiny-40.lock")):
+        if not (run / "checkpoints" / "last.ckpt").is_file():
+            partial = shared / "shared-tiny-40.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            train_tiny(partial, steps=40, n_train=8, n_val=2, batch=4)
+            partial.rename(run)
+    copy = tmp_path_factory.mktemp(name) / "run"
+    shutil.copytree(run, copy)
+    return copy / "checkpoints" / "last.ckpt"
+
+
 @pytest.fixture
 def challenge_root(tmp_path: Path) -> Path:
     """Stems 0..11 in train and 12..19 in val, mixed .jpeg/.jpg/.png, 32x48."""

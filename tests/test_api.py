@@ -15,7 +15,7 @@ from PIL import Image
 import depthforge
 from depthforge.cli import main
 from depthforge.io.depth import read_depth
-from tests.conftest import train_tiny
+from tests.conftest import shared_tiny
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,7 +23,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     # Trained long enough that its depth spans metres across the photo, so a wrong option or pixel shows.
-    return train_tiny(tmp_path_factory.mktemp("api") / "run", steps=40, n_train=8, batch=4)
+    return shared_tiny(tmp_path_factory, "api")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from depthforge.cli import main
-from tests.conftest import train_tiny
+from tests.conftest import shared_tiny
 from tests.demo_driver import (CHROMIUM, clear_upload, click_depth, require_chromium, start_demo,
                                upload_and_predict)
 
@@ -25,7 +25,7 @@ from tests.demo_driver import (CHROMIUM, clear_upload, click_depth, require_chro
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     # Trained long enough that its depth spans metres across the photo: the PNG and distance checks can fail.
-    return train_tiny(tmp_path_factory.mktemp("demo") / "run", steps=40, n_train=8, batch=4)
+    return shared_tiny(tmp_path_factory, "demo")
 
 
 @pytest.fixture(scope="module")

@@ -61,10 +61,10 @@ def test_batch_norms_fold_into_the_convolution_they_follow_and_nothing_else():
 @pytest.fixture(scope="module")
 def qat_run(tmp_path_factory):
     from depthforge.cli import main
-    from tests.conftest import train_tiny
+    from tests.conftest import shared_tiny
 
     root = tmp_path_factory.mktemp("qat")
-    fp32 = train_tiny(root / "fp32", steps=40, n_train=8, n_val=4, batch=4)
+    fp32 = shared_tiny(tmp_path_factory, "qat-fp32")
     assert main(["train", "--out", str(root / "qat"), "--max-steps", "6", "model.name=unet_resnet18",
                  f"model.init_from={fp32}", "train.qat=true", "train.qat_calibration=4", "optim.lr=1e-4",
                  *SYNTHETIC]) == 0

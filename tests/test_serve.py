@@ -29,7 +29,7 @@ from PIL import Image
 import depthforge
 from depthforge.cli import main
 from depthforge.serve.batching import Batcher, QueueFull
-from tests.conftest import train_tiny
+from tests.conftest import shared_tiny
 from tests.demo_driver import free_port
 
 START_TIMEOUT = 180
@@ -38,7 +38,7 @@ START_TIMEOUT = 180
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     # trained long enough that flip TTA changes its depth: a dropped option shows in the bytes
-    return train_tiny(tmp_path_factory.mktemp("serve") / "run", steps=30, n_train=8, batch=4)
+    return shared_tiny(tmp_path_factory, "serve")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from depthforge.version import __version__
 # Public names and the module that holds each; imported on first use.
 _PUBLIC = {"load": "depthforge.predict", "Pipeline": "depthforge.predict", "DepthResult": "depthforge.predict",
            "save_predictions": "depthforge.predict", "DepthSource": "depthforge.sources", "train": "depthforge.engine",
-           "Client": "depthforge.predict.client"}
+           "Client": "depthforge.predict.client", "LicensePolicyError": "depthforge.sources.licenses"}
 
 __all__ = ["__version__", *_PUBLIC]
 

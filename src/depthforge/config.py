@@ -82,6 +82,10 @@ class ModelConfig:
     # Fine-tuning: a depthforge checkpoint of the same architecture whose model weights start this run (after
     # ``pretrained``); optimiser, schedule and EMA start fresh. Not applied on resume (the run's own weights win).
     init_from: str | None = None
+    # any | commercial: refuse, before any weights are read or downloaded, a model whose licences (the pretrained
+    # weights', the fine-tuned model's, init_from's) are not known to allow commercial use (default:
+    # $DEPTHFORGE_LICENSE_POLICY, else any)
+    license_policy: str | None = None
 
 
 @dataclass

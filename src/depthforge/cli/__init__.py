@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from depthforge.cli import data, demo, evaluate, export, predict, serve, share, train
+from depthforge.cli import data, demo, evaluate, export, models, predict, serve, share, train
 from depthforge.cli.common import UsageError, extra_message, model_options, separate_values, verbosity_options
 from depthforge.console import configure_console
 from depthforge.version import __version__
 
 DESCRIPTION = ("Train, evaluate and run monocular depth models: one RGB image in, a depth map in metres out. "
                "Run 'depthforge COMMAND --help' for a command's options.")
-COMMANDS = (train, evaluate, predict, data, share, demo, export, serve)
+COMMANDS = (train, evaluate, predict, data, share, demo, export, serve, models)
 
 __all__ = ["build_parser", "main", "separate_values"]
 

@@ -145,6 +145,21 @@ def verbosity_options() -> argparse.ArgumentParser:
     return common
 
 
+def add_license_policy(p) -> None:
+    """--license-policy, taken by every command that loads, trains from, exports or shares a model."""
+    p.add_argument("--license-policy", choices=["any", "commercial"],
+                   help="commercial: refuse, before anything is downloaded or computed, a model whose licence is "
+                        "non-commercial, research-only or unknown (the refusal names the licence and where it was "
+                        "read); default $DEPTHFORGE_LICENSE_POLICY, else any")
+
+
+def policed(args: argparse.Namespace, specs: list[dict]) -> list[dict]:
+    """The specs, each checked against --license-policy before the first is loaded (`check_specs`)."""
+    from depthforge.sources.licenses import check_specs
+
+    return check_specs(specs, args.license_policy)
+
+
 def model_options() -> argparse.ArgumentParser:
     """--model and the sampling options of diffusion checkpoints and Marigold (evaluate and predict)."""
     models = argparse.ArgumentParser(add_help=False)
@@ -161,6 +176,7 @@ def model_options() -> argparse.ArgumentParser:
                                                           "the pipeline's)")
     group.add_argument("--seed", type=int, help="diffusion checkpoints and Marigold: noise seed (default 0; same "
                                                 "seed, same prediction)")
+    add_license_policy(group)
     return models
 
 
@@ -210,13 +226,14 @@ def source_spec(args: argparse.Namespace) -> dict:
     if [bool(args.checkpoint), bool(args.onnx), bool(args.model)].count(True) != 1 or len(args.model or []) > 1:
         raise UsageError("give exactly one of --checkpoint CKPT (repeatable: an ensemble), --onnx MODEL.onnx or "
                          "--model hf:|marigold:|depthforge:<repo id or folder>")
+    policy = {"license_policy": args.license_policy} if args.license_policy else {}
     if args.onnx:
         return {"onnx": str(args.onnx), **{k: v for k, v in (("backend", args.backend), ("threads", args.threads),
-                                                              ("opt_level", args.ort_opt_level)) if v}}
+                                                              ("opt_level", args.ort_opt_level)) if v}, **policy}
     if args.checkpoint:
         return {"checkpoint": args.checkpoint[0] if len(args.checkpoint) == 1 else list(args.checkpoint),
-                **sampling(args)}
-    return model_specs(args)[0]
+                **sampling(args), **policy}
+    return {**model_specs(args)[0], **policy}
 
 
 # The extra that brings each optional module (pyproject.toml's optional-dependencies)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthforge.cli.common import positive_int, subparser
+from depthforge.cli.common import add_license_policy, positive_int, subparser
 
 
 def add_parser(sub, parents: list) -> None:
@@ -18,6 +18,7 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--port", type=int, default=7860, help="port")
     p.add_argument("--max-side", type=positive_int, default=1600, help="larger images are downscaled to this side")
     p.add_argument("--max-frames", type=positive_int, default=60, help="video: frames processed at most")
+    add_license_policy(p)
     p.set_defaults(fn=run)
 
 
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     import signal
 
-    app = DemoApp(default_sources(args.checkpoint, args.model, args.onnx), max_side=args.max_side,
+    app = DemoApp(default_sources(args.checkpoint, args.model, args.onnx, license_policy=args.license_policy),
+                  max_side=args.max_side,
                   max_frames=args.max_frames)
     shared = "" if args.host != "127.0.0.1" else "; --host 0.0.0.0 shares it on your network"
     print(f"depthforge demo: {', '.join(app.sources)} on http://{args.host}:{args.port} (files under {app.workdir}, "

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from depthforge.cli.common import (TTA_SCALES_HELP, UsageError, add_devices_option, model_specs, positive_int,
-                                   relaunch, sampling, scales, shard_from_env, subparser)
+from depthforge.cli.common import (TTA_SCALES_HELP, UsageError, add_devices_option, model_specs, policed,
+                                   positive_int, relaunch, sampling, scales, shard_from_env, subparser)
 
 
 def add_parser(sub, parents: list) -> None:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sequence:
         return _sequences(args)
     checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
-    sources = ([{"checkpoint": c, **sampling(args)} for c in checkpoints] + model_specs(args)
+    sources = (policed(args, [{"checkpoint": c, **sampling(args)} for c in checkpoints] + model_specs(args))
                + [{"predictions": d} for d in args.predictions or []])
     if not sources:
         raise UsageError("give --checkpoint CKPT..., --model SPEC..., --predictions DIR... or --card FILE")
@@ -136,7 +136,7 @@ def _sequences(args: argparse.Namespace) -> int:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise UsageError(f"--stabilize {','.join(unknown)}: choose from {', '.join(MODES)} (comma-separated)")
-    specs = [{"checkpoint": c, **sampling(args)} for c in args.checkpoint or []] + model_specs(args)
+    specs = policed(args, [{"checkpoint": c, **sampling(args)} for c in args.checkpoint or []] + model_specs(args))
     if not specs:
         raise UsageError("--sequence scores a model: give --checkpoint CKPT or --model SPEC")
     rows = evaluate_sequences(specs, args.sequence, modes, args.max_depth, args.flow, args.device)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from depthforge.cli.common import UsageError, positive_int, subparser
+from depthforge.cli.common import UsageError, add_license_policy, positive_int, subparser
 
 QAT_TOL = 0.02  # a QAT checkpoint's parity tolerance, as a share of data.max_depth
 
 def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "export", parents, "export a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
+    add_license_policy(p)
     p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "torch"],
                    help="onnx (ONNX Runtime, OpenVINO), openvino (IR .xml + .bin: OpenVINO's own format; with "
                         "--quantize int8 or a QAT checkpoint, the INT8 its CPU plugin runs fastest) or torch (.pt2)")
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "openvino":
         require_extra("openvino", "openvino", *(["nncf"] if args.quantize else []))
     from depthforge.export import export_checked, parity_limits, remove_export
+    from depthforge.export.quantize import set_metadata
     from depthforge.sources import load_checkpoint
 
     if args.quantize and args.format == "torch":
@@ -77,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-rmse-delta {args.max_rmse_delta}: give the RMSE INT8 may add, in metres (>= 0)")
     from depthforge.export.qat import quantizers
 
+    from depthforge.sources.licenses import check, of_checkpoint
+
+    licenses = of_checkpoint(args.checkpoint)  # refused before it is loaded; carried into the exported file
+    check(licenses, args.license_policy, args.checkpoint)
     model, cfg = load_checkpoint(args.checkpoint)
     qat = bool(cfg.train.qat and quantizers(model))
     if qat and args.quantize:
@@ -88,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         out = out.with_suffix(".xml" if args.format == "openvino" else ".onnx")
         fp32 = out.with_name(out.stem + ".fp32" + out.suffix)
     path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
+    carried = {"depthforge_licenses": json.dumps(licenses)}  # the INT8 file is made from this one: it inherits them
+    if args.format != "torch":
+        set_metadata(path, carried)
     kind = "fp32, " if args.quantize else "INT8 (QAT), " if qat and args.format != "torch" else ""
     p99_limit, max_limit = parity_limits(cfg.data.max_depth, args.tol)
     print(f"{path}: {kind}max |exported - eager| = {diff:.3g} m (limits: {max_limit:.3g} m max, {p99_limit:.3g} m "
@@ -96,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         done = False
         try:
             code = _quantize(args, cfg, path, out)
+            set_metadata(out, carried)
             done = True
             return code
         finally:

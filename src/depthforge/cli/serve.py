@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthforge.cli.common import add_source_options, positive_int, source_spec, subparser
+from depthforge.cli.common import add_source_options, policed, positive_int, source_spec, subparser
 
 
 def add_parser(sub, parents: list) -> None:
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("batch_timeout", "timeout", "read_timeout"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: give a number of seconds over 0")
-    settings = Settings(source_spec(args), args.device, args.max_batch_size, args.batch_timeout, args.max_queue,
+    [spec] = policed(args, [source_spec(args)])  # a refused model: exit 2 here, before any worker starts
+    settings = Settings(spec, args.device, args.max_batch_size, args.batch_timeout, args.max_queue,
                         args.timeout, args.max_bytes, args.max_pixels, args.read_timeout)
     print(f"depthforge serve: {settings.spec} on http://{args.host}:{args.port} ({args.workers} worker(s); "
           f"POST /predict, GET /health, /metrics, /docs)", flush=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from depthforge.cli.common import subparser
+from depthforge.cli.common import add_license_policy, subparser
 
 
 def add_parser(sub, parents: list) -> None:
     p = subparser(sub, "push", parents, "save a checkpoint as a shareable model folder (safetensors, config.json, "
                                         "model card); upload it with --repo")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
+    add_license_policy(p)
     p.add_argument("--out", required=True, help="folder to write (load it back with depthforge.load or "
                                                 "--model depthforge:FOLDER)")
     p.add_argument("--card", action="append", help="an eval card JSON whose metrics go into the model card (repeat)")
@@ -28,9 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from depthforge.sources import load_checkpoint
     from depthforge.sources.hub import push, save_pretrained
 
+    from depthforge.sources.licenses import check, of_checkpoint
+
+    licenses = of_checkpoint(args.checkpoint)
+    check(licenses, args.license_policy, args.checkpoint)
     model, cfg = load_checkpoint(args.checkpoint)
     cards = [read_card(c) for c in args.card or []]
-    folder = save_pretrained(model, cfg, args.out, cards)
+    folder = save_pretrained(model, cfg, args.out, cards, licenses)
     print(f"{args.checkpoint} -> {folder} (model.safetensors, config.json, README.md with {len(cards)} eval card(s))")
     if args.repo:
         push(folder, args.repo, private=args.private)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthforge.cli.common import detected, subparser
+from depthforge.cli.common import add_license_policy, detected, subparser
 from depthforge.console import configure_console
 
 
@@ -20,6 +20,7 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--epochs", type=int, help="number of epochs (sets train.epochs)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="where to train (sets train.device; default: the config's, auto: a GPU when there is one)")
+    add_license_policy(p)
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=1e-4 data.batch_size=8")
     p.set_defaults(fn=run)
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         overrides = [f"data.root={args.data}", *detected(args.data, overrides)] + overrides
     for flag, key in ((args.out, "out"), (args.max_steps, "train.max_steps"), (args.epochs, "train.epochs"),
-                      (args.device, "train.device")):
+                      (args.device, "train.device"), (args.license_policy, "model.license_policy")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     try:

@@ -204,8 +204,10 @@ def json_sidecar(path: Path) -> dict:
 
 
 def default_sources(args_checkpoint: list[str] | None, models: list[str] | None, onnx: str | None,
-                    search: Path = Path("runs/quickstart/checkpoints")) -> dict[str, Pipeline]:
-    """The models given on the command line; without any, the quickstart run's checkpoint if there is one."""
+                    search: Path = Path("runs/quickstart/checkpoints"), license_policy: str | None = None
+                    ) -> dict[str, Pipeline]:
+    """The models given on the command line; without any, the quickstart run's checkpoint if there is one.
+    ``license_policy``: every model is checked against it before the first is loaded."""
     specs: list[dict] = [{"checkpoint": c} for c in args_checkpoint or []] + [{"model": m} for m in models or []]
     if onnx:
         specs.append({"onnx": onnx})
@@ -219,8 +221,9 @@ def default_sources(args_checkpoint: list[str] | None, models: list[str] | None,
                 f"no model given and no quickstart run found ({search}); train one first with "
                 "`depthforge train --out runs/quickstart` (about 10 minutes on a CPU), or pass --checkpoint, "
                 "--model hf:... or --onnx")
+    from depthforge.sources.licenses import check_specs
+
     out = {}
-    for spec in specs:
-        label = str(next(iter(spec.values())))
-        out[label] = load(spec)
+    for spec in check_specs(specs, license_policy):
+        out[str(next(iter(spec.values())))] = load(spec)
     return out

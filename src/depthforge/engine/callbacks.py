@@ -110,6 +110,8 @@ class CheckpointMetadata(L.Callback):
                                     "resolved": {"warmup_steps": warmup_steps(cfg.optim, steps),
                                                  "ema_decay": ema_decay(cfg.train.ema_decay, cfg.train.ema_fraction,
                                                                         steps)}}
+        if getattr(pl_module, "licenses", None):  # what the model derives from (depthforge.sources.licenses)
+            checkpoint["depthforge"]["licenses"] = pl_module.licenses
         if cfg.train.qat:  # where the fake quantisers sit: the checkpoint loads, resumes and exports without its run
             from depthforge.export.qat import qat_state
 

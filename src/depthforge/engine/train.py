@@ -59,10 +59,14 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     epoch and step, RNG states; logs are appended. A resume from an epoch boundary is exact; one from a mid-epoch
     checkpoint (Ctrl-C, SIGTERM, ``train.ckpt_every_steps``) restarts that epoch's data order.
     """
+    from depthforge.sources.licenses import check, of_run
+
+    licenses = of_run(cfg, resume)  # refused before a folder is made or a weight is read
+    check(licenses, cfg.model.license_policy, f"model {cfg.model.name}")
     out = run_dir(cfg)
     created = not out.exists()
     try:
-        return _fit(cfg, out, resume, callbacks)
+        return _fit(cfg, out, resume, callbacks, licenses)
     except Exception:
         # A run that failed before its first checkpoint (bad data, missing weights) leaves no folder behind
         # that looks like a run; one this call did not create is never touched.
@@ -93,7 +97,7 @@ def _qat_model(model, cfg: Config, resume_from: Path | None):
         return prepare_qat(model, batches, batches[0])
 
 
-def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | None) -> Path:
+def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | None, licenses: list[dict]) -> Path:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
     cfg.out = str(out)
@@ -174,6 +178,7 @@ def _fit(cfg: Config, out: Path, resume: bool, callbacks: list[L.Callback] | Non
         trainer.limit_train_batches = t.max_steps * t.accumulate_grad_batches
     total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
     module = DepthModule(cfg.to_dict(), total_steps=total_steps)
+    module.licenses = licenses  # every checkpoint records what the model derives from
     length["schedule"] = module.schedule_length
     params = [p for p in module.model.parameters()]
     log.info("model: %s, %.2f M parameters (%.2f M trainable); training on %s", cfg.model.name,

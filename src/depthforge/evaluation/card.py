@@ -58,6 +58,10 @@ def card_markdown(card: dict) -> str:
     lines += [f"| {k} | {v:.4f} |" for k, v in m.items()]
     if card.get("alignment_note"):
         lines += ["", f"Output kind `{card.get('source_kind')}`: {card['alignment_note']}."]
+    if card.get("licenses"):
+        from depthforge.sources.licenses import describe, summary
+
+        lines += ["", f"Licences: {summary(card['licenses'])}", "", *(f"- {describe(r)}" for r in card["licenses"])]
     lines += ["", f"## Protocol `{p['name']}`", "", "| field | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in p.items()]
     return "\n".join(lines) + "\n"

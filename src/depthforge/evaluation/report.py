@@ -38,8 +38,9 @@ def source_name(source: dict) -> str:
 
 def resolve_source(source: dict, data_root: str | None, split: str | None, protocol: Protocol, device: str,
                    data_overrides: list[str] | tuple = (), uncertainty: str | None = None
-                   ) -> tuple[Predict, DepthDataset, DataConfig, str]:
-    """The predictor, the raw (uncapped) evaluation dataset, the data config and the output kind of one source.
+                   ) -> tuple[Predict, DepthDataset, DataConfig, str, list[dict]]:
+    """The predictor, the raw (uncapped) evaluation dataset, the data config, the output kind and the licences
+    (`depthforge.sources.licenses`; none for a prediction folder) of one source.
 
     A checkpoint's data is its own unless ``data_root`` (any layout; detected) or ``data_overrides``
     (``data.key=value``) say otherwise; ``split`` defaults to the data config's ``val_split``. Foreign models
@@ -50,9 +51,10 @@ def resolve_source(source: dict, data_root: str | None, split: str | None, proto
     data_cfg = DataConfig()
     predict: Predict | None = None
     kind = source.get("kind", "metric")  # a prediction folder: metres unless the source says otherwise
+    licenses: list[dict] = []
     if any(k in source for k in ("checkpoint", "onnx", "model")):
         loaded = load_source({k: v for k, v in source.items() if k != "data_config"}, device)
-        kind = loaded.kind
+        kind, licenses = loaded.kind, loaded.licenses
         foreign = "model" in source and not str(source["model"]).startswith("depthforge:")
         if not foreign:
             data_cfg = loaded.cfg.data
@@ -80,7 +82,7 @@ def resolve_source(source: dict, data_root: str | None, split: str | None, proto
                             train=False)
     if predict is None:
         predict = folder_predictor(source["predictions"])
-    return predict, dataset, data_cfg, kind
+    return predict, dataset, data_cfg, kind, licenses
 
 
 def write_report(evaluator: Evaluator, dataset: DepthDataset, predict: Predict, out_dir: str | Path, worst: int = 8
@@ -141,8 +143,8 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
                          "evaluate them separately")
     cards = []
     for source in sources:
-        predict, dataset, data_cfg, kind = resolve_source(source, data_root, split, protocols[0], device,
-                                                          data_overrides, uncertainty)
+        predict, dataset, data_cfg, kind, licenses = resolve_source(source, data_root, split, protocols[0], device,
+                                                                    data_overrides, uncertainty)
         scored = [protocol_for(p, kind) for p in protocols]
         for why in {why for _, why in scored if why}:
             log.info("%s: %s", source_name(source), why)
@@ -154,6 +156,8 @@ def evaluate_sources(sources: list[dict], protocol: Protocol | list[Protocol], d
         for (scoring, why), evaluator in zip(scored, evaluators):
             card = {**evaluator.result(), **provenance}
             card["source_kind"] = kind
+            if licenses:
+                card["licenses"] = licenses
             if shard is not None:
                 card["processes"] = shard[1]  # provenance: scored in shares, merged to the one-process numbers
             if uncertainty:

@@ -169,6 +169,12 @@ class Pipeline:
         """The resolved config the source runs with (model name, input geometry, depth range)."""
         return self.source.cfg
 
+    @property
+    def licenses(self) -> list[dict]:
+        """What the source derives from, each with its licence, terms and where it was read
+        (`depthforge.sources.licenses`); every sidecar records them too."""
+        return self.source.licenses
+
     def __repr__(self) -> str:
         return f"Pipeline({self.config.model.name!r}, kind={self.kind!r}, spec={self.source.spec!r})"
 
@@ -298,6 +304,7 @@ class Pipeline:
         h, w = depth.shape
         cfg = self.config
         info = {"model": cfg.model.name, **self.source.spec, "kind": self.kind, "input_size": [h, w],
+                "licenses": self.source.licenses,  # what the depth derives from (depthforge.sources.licenses)
                 "flip_tta": opts.flip_tta, "tta_scales": list(opts.tta_scales),
                 "tiles": {"window": "x".join(map(str, opts.tile)), "overlap": opts.overlap} if opts.tile else None,
                 **(video or {})}
@@ -318,7 +325,9 @@ def load(where: Any, device: str | torch.device = "cpu", **options: Any) -> Pipe
     """A ready `Pipeline` from a ``.ckpt`` (a list of them: an ensemble), an ``.onnx`` file, a shared
     depthforge folder or Hub repo id, ``hf:<repo id or folder>``, ``marigold:<repo id or folder>``, or a source spec
     dict. ``options`` configure the source: a diffusion checkpoint's ``samples`` / ``steps`` / ``seed``, Marigold's
-    ``ensemble_size`` / ``steps`` / ``processing_resolution`` / ``seed``, an ONNX file's ``backend`` / ``threads``.
+    ``ensemble_size`` / ``steps`` / ``processing_resolution`` / ``seed``, an ONNX file's ``backend`` / ``threads``;
+    ``license_policy="commercial"`` refuses (`LicensePolicyError`), before anything is loaded, a source whose
+    licence is non-commercial, research-only or unknown. ``.licenses`` lists what the source derives from.
 
     Example:
         ```python

@@ -38,9 +38,28 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def model_card(cfg: Config, kind: str, cards: list[dict]) -> str:
-    """README.md: Hub metadata, what the model is, how to load it, and every eval card's result with its protocol."""
-    lines = ["---", "library_name: depthforge", "license: apache-2.0", "pipeline_tag: depth-estimation",
+def card_license_lines(licenses: list[dict]) -> tuple[list[str], list[str]]:
+    """(front-matter lines, a License section) for the licences a shared model derives from: one licence id when
+    they share one (besides depthforge's own code), else ``other`` with each named in the section."""
+    from depthforge.sources.licenses import PROJECT, describe, overall
+
+    weights = [r for r in licenses if r["of"] != "depthforge (code)"]
+    ids = list(dict.fromkeys(r["license"] for r in weights)) or [PROJECT]
+    if len(ids) == 1 and ids[0] != "unknown":
+        front = [f"license: {ids[0]}"]
+    else:
+        front = ["license: other", f"license_name: {'-and-'.join(ids)}"]
+    section = ["## License", "", f"Terms for use: **{overall(licenses)}** (the most restrictive of what this model "
+               "derives from; `depthforge --license-policy commercial` refuses anything but commercial).", ""]
+    section += [f"- {describe(r)}" for r in licenses]
+    return front, section + [""]
+
+
+def model_card(cfg: Config, kind: str, cards: list[dict], licenses: list[dict] | tuple = ()) -> str:
+    """README.md: Hub metadata, what the model is, how to load it, every eval card's result with its protocol, and
+    the licences it derives from."""
+    front, section = card_license_lines(list(licenses))
+    lines = ["---", "library_name: depthforge", *front, "pipeline_tag: depth-estimation",
              "tags: [depth-estimation, monocular-depth, depthforge]", "---", "",
              f"# {cfg.model.name} (depthforge)", "",
              f"Monocular depth: one RGB image in, {'depth in metres' if kind == 'metric' else kind} out"
@@ -60,11 +79,13 @@ def model_card(cfg: Config, kind: str, cards: list[dict]) -> str:
         lines += ["", "Each row re-runs with `depthforge evaluate --card CARD` from the eval card it came from."]
     else:
         lines += ["## Evaluation", "", "No eval card was given when this folder was written."]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *section])
 
 
-def save_pretrained(model: nn.Module, cfg: Config, folder: str | Path, cards: list[dict] | tuple = ()) -> Path:
-    """Write the shareable folder (each file atomically); return it."""
+def save_pretrained(model: nn.Module, cfg: Config, folder: str | Path, cards: list[dict] | tuple = (),
+                    licenses: list[dict] | tuple = ()) -> Path:
+    """Write the shareable folder (each file atomically); return it. ``licenses``: what the model derives from
+    (`depthforge.sources.licenses`), written to config.json and the card."""
     from safetensors.torch import save_model
 
     folder = Path(folder)
@@ -76,9 +97,9 @@ def save_pretrained(model: nn.Module, cfg: Config, folder: str | Path, cards: li
               "preprocessing": {"input": "RGB float in [0, 1], any size", "resize_short": cfg.data.resize_short,
                                 "normalisation": "inside the model"},
               "output": {"unit": "m" if kind == "metric" else kind, "max_depth": cfg.data.max_depth},
-              "config": cfg.to_dict()}
+              "config": cfg.to_dict(), "licenses": list(licenses)}
     _atomic_write(folder / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
-    _atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text(model_card(cfg, kind, list(cards))))
+    _atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text(model_card(cfg, kind, list(cards), licenses)))
     return folder
 
 

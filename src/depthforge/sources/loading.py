@@ -74,6 +74,7 @@ class LoadedSource:
     cfg: Config
     kind: str
     spec: dict
+    licenses: list[dict] = dataclasses.field(default_factory=list)  # what it derives from (`sources.licenses`)
 
     @property
     def preprocessing(self) -> dict:
@@ -94,7 +95,21 @@ def _model_cfg(name: str, max_depth: float | None) -> Config:
 
 
 def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
-    """Load any supported source from its spec (see the module docstring)."""
+    """Load any supported source from its spec (see the module docstring).
+
+    Its licences are read first, from the spec's files and cards alone; ``spec["license_policy"]`` (or
+    $DEPTHFORGE_LICENSE_POLICY) ``commercial`` refuses the source before any weights are read or downloaded.
+    """
+    from depthforge.sources.licenses import check, of_spec, spec_name
+
+    licenses = of_spec(spec)
+    check(licenses, spec.get("license_policy"), spec_name(spec))
+    loaded = _load(spec, device)
+    loaded.licenses = licenses
+    return loaded
+
+
+def _load(spec: dict, device: str | torch.device) -> LoadedSource:
     if "checkpoint" in spec:
         from depthforge.sources.checkpoint import load_ensemble
 
