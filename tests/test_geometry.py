@@ -4,6 +4,7 @@ from PIL import Image
 
 from depthforge.geometry.calibration import calibrate, fit, read_points
 from depthforge.geometry.camera import Intrinsics, intrinsics_from_exif
+from depthforge.io import DataError
 from depthforge.geometry.pointcloud import point_cloud, read_ply, write_ply
 
 
@@ -124,7 +125,7 @@ def test_points_file_with_header_comments_and_blank_lines(tmp_path):
     path.write_text("x,y,metres\n# measured with a tape\n10,20,2.5\n\n# second wall\n30.0,5,4.25\n")
     assert read_points(path) == [(10, 20, 2.5), (30, 5, 4.25)]
     path.write_text("x,y,metres\n10,20,2.5\n11,oops,3\n")
-    with pytest.raises(ValueError, match=r"known.csv: line 3 must be x,y,metres; got \['11', 'oops', '3'\]"):
+    with pytest.raises(DataError, match=r"known.csv: line 3: '11,oops,3' is not x,y,metres"):
         read_points(path)
 
 

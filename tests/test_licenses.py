@@ -57,7 +57,7 @@ def no_loading(monkeypatch):
     original = transformers.AutoModelForDepthEstimation.from_pretrained.__func__
 
     def spy(cls, *args, **kwargs):
-        calls.append(args[0] if args else kwargs)
+        calls.append((args[0] if args else None, kwargs))
         return original(cls, *args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModelForDepthEstimation, "from_pretrained", classmethod(spy))
@@ -211,3 +211,12 @@ def test_the_models_listing_shows_each_known_sources_licence(capsys):
     assert found["hf:depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"][1] == "unknown"
     recipes = {r["model"]: r for r in rows["recipes"]}
     assert recipes["unet_efficientnet_lite2"]["license"] == "apache-2.0" and recipes["baseline"]["terms"] == "unknown"
+
+
+def test_a_repos_own_python_code_runs_only_when_asked(models, photo, tmp_path, no_loading):
+    """transformers imports a repo's own model code only with trust_remote_code: depthforge passes False unless
+    --trust-remote-code is given (docs/security.md)."""
+    assert main(["predict", "--model", f"hf:{models['apache']}", str(photo), "--out", str(tmp_path / "a")]) == 0
+    assert main(["predict", "--model", f"hf:{models['apache']}", str(photo), "--out", str(tmp_path / "b"),
+                 "--trust-remote-code"]) == 0
+    assert [kw.get("trust_remote_code") for _, kw in no_loading] == [False, True]

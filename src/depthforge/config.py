@@ -233,23 +233,40 @@ def _build(cls: type, values: dict[str, Any], where: str, path: str = "", root: 
     root = root or where
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(map(str, set(values) - names))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+        raise ConfigError(f"{where}: unknown key(s) {_short(unknown)}; valid keys are {sorted(names)}")
     kwargs = {}
     for key, value in values.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: '{key}' must be a mapping, got {value!r}")
+                raise ConfigError(f"{where}: '{key}' must be a mapping, got {_short(value)}")
             value = _build(hint, value, f"{where}.{key}", f"{path}{key}.", root)
         else:
             ok, value = _typed(value, hint)
             if not ok:
-                raise ConfigError(f"{path}{key}={value!r} ({root}): expected {_type_name(hint)}, "
+                raise ConfigError(f"{path}{key}={_short(value)} ({root}): expected {_type_name(hint)}, "
                                   f"got {type(value).__name__}; e.g. {path}{key}={_example(hint)}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A value as a message shows it: its repr, on one line, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _yaml_error(err: Exception) -> str:
+    """A YAML error on one line: its problem and where (PyYAML's own message spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem}{f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''}"
+
+
+# A recipe is a few dozen values; a YAML file with aliases can expand to billions ("billion laughs"): refused.
+MAX_CONFIG_NODES = 100_000
 
 
 def _example(hint: Any) -> str:
@@ -299,9 +316,13 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``optim.lr=1e-4`` into (["optim", "lr"], 1e-4); the value is parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. optim.lr=1e-4")
+        raise ConfigError(f"override {_short(text)} must look like section.key=value, e.g. optim.lr=1e-4")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {_short(text)}: its value is not valid YAML ({_yaml_error(err)}); "
+                          "quote a string, e.g. key='a b'") from None
     if isinstance(value, str) and _looks_numeric(value):
         value = float(value)
     return key.strip().split("."), value
@@ -317,31 +338,49 @@ def _looks_numeric(text: str) -> bool:
 
 
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict[str, Any] | None = None) -> Config:
-    """Build a `Config` from defaults, an optional recipe or base dict, then dotted overrides."""
+                base: dict[str, Any] | None = None, where: str = "config") -> Config:
+    """Build a `Config` from defaults, an optional recipe or base dict, then dotted overrides. ``where``: what the
+    base came from (a checkpoint, a shared folder's config.json), named by errors."""
+    if base is not None and not isinstance(base, dict):
+        raise ConfigError(f"{where}: the config must be a mapping of sections, got {type(base).__name__}")
     values: dict[str, Any] = dict(base or {})
-    where = "config"
     if recipe is not None:
         path = resolve_recipe(recipe)
         where = str(path)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err}); fix the file's syntax") from err
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_error(err)}); fix the file's syntax") from None
+        except (UnicodeDecodeError, RecursionError) as err:
+            raise ConfigError(f"{path}: not a UTF-8 YAML recipe ({type(err).__name__})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         values = _merge(values, loaded)
     for text in overrides or []:
         values = _set_path(values, *parse_override(text))
+    _check_size(values, where, [MAX_CONFIG_NODES])
     values = _coerce_numbers(values)
     return _build(Config, values, where)
+
+
+def _check_size(values: Any, where: str, budget: list[int], depth: int = 0) -> None:
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 50:
+        raise ConfigError(f"{where}: far larger or deeper than any recipe (YAML aliases expanding without end?); "
+                          "write the values out")
+    children = values.values() if isinstance(values, dict) else values if isinstance(values, list) else ()
+    for child in children:
+        _check_size(child, where, budget, depth + 1)
 
 
 def _coerce_numbers(values: Any) -> Any:
     if isinstance(values, dict):
         return {k: _coerce_numbers(v) for k, v in values.items()}
     if isinstance(values, str) and _looks_numeric(values) and not values.strip().isalpha():
-        return float(values) if any(c in values for c in ".eE") else int(values)
+        number = float(values)  # "-inf", "1e400" and "1_000" are numbers too
+        if any(c in values for c in ".eE") or not number.is_integer():
+            return number
+        return int(number) if abs(number) < 2 ** 63 else number
     return values
 
 

@@ -78,6 +78,8 @@ def model_specs(args: argparse.Namespace) -> list[dict]:
             raise UsageError(f"--model {text}: give hf:<repo id or folder>, marigold:<repo id or folder> or "
                              "depthforge:<shared folder or repo id>")
         spec = {"model": text}
+        if text.startswith("hf:") and args.trust_remote_code:
+            spec["trust_remote_code"] = True
         if text.startswith("marigold:"):
             spec.update({k: v for k, v in (("ensemble_size", args.ensemble_size), ("steps", args.denoise_steps),
                                            ("processing_resolution", args.processing_res), ("seed", args.seed))
@@ -176,6 +178,9 @@ def model_options() -> argparse.ArgumentParser:
                                                           "the pipeline's)")
     group.add_argument("--seed", type=int, help="diffusion checkpoints and Marigold: noise seed (default 0; same "
                                                 "seed, same prediction)")
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="hf: models whose repo ships its own Python model class: import and run that code, with "
+                            "your user's rights (read it first; off by default, and transformers then refuses them)")
     add_license_policy(group)
     return models
 

@@ -66,16 +66,15 @@ def add_parser(sub, parents: list) -> None:
 
 def options(args: argparse.Namespace) -> dict:
     """The flags as `depthforge.predict.Options` keywords."""
-    from depthforge.geometry.calibration import read_points
+    from depthforge.geometry.calibration import POINT_FORMAT, parse_point, read_points
+    from depthforge.io import DataError
 
     points = read_points(args.calibrate) if args.calibrate else []
     for text in args.point or []:
         try:
-            x, y, m = text.split(",")
-            points.append((int(x), int(y), float(m)))
-        except ValueError:
-            raise UsageError(f"--point {text}: give x,y,metres (pixel column, pixel row, distance), e.g. 120,80,3.5"
-                             ) from None
+            points.append(parse_point(text))
+        except DataError:
+            raise UsageError(f"--point {text}: give {POINT_FORMAT}") from None
     return {"flip_tta": args.flip_tta, "tta_scales": scales(args) or (1.0,), "tile": args.tile,
             "overlap": args.overlap, "uncertainty": args.uncertainty, "batch_size": args.batch_size,
             "points": points, "shift": True if args.shift else None, "fx": args.fx, "fy": args.fy, "cx": args.cx,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from depthforge.data.base import Sample
 from depthforge.data.pairs import Pair, PairDataset, list_files, pair_by_stem
-from depthforge.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, DataError
+from depthforge.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, DataError, shown
 
 
 class FolderDataset(PairDataset):
@@ -70,8 +70,16 @@ def read_manifest(path: str | Path, split: str | None = None, default_scale: flo
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
+    try:
+        return _manifest_rows(path, split, default_scale)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a UTF-8 CSV manifest ({type(err).__name__}: {str(err)[:80]}); write it as "
+                        "image,depth[,split][,scale] rows") from None
+
+
+def _manifest_rows(path: Path, split: str | None, default_scale: float) -> list[Pair]:
     pairs = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"image", "depth"} - set(reader.fieldnames or [])
         if missing:
@@ -79,11 +87,17 @@ def read_manifest(path: str | Path, split: str | None = None, default_scale: flo
         for line, row in enumerate(reader, start=2):
             if split and row.get("split") and row["split"] != split:
                 continue
+            if not row.get("image") or not row.get("depth"):
+                raise DataError(f"{path}:{line}: a row needs an image and a depth path, got "
+                                f"{str(list(row.values()))[:80]}")
             image, depth = path.parent / row["image"], path.parent / row["depth"]
             try:
                 scale = float(row.get("scale") or (default_scale if depth.suffix.lower() == ".png" else 1.0))
-            except ValueError as err:
-                raise DataError(f"{path}:{line}: scale '{row.get('scale')}' is not a number") from err
+                if not (scale > 0 and scale < float("inf")):
+                    raise ValueError
+            except ValueError:
+                raise DataError(f"{path}:{line}: scale '{str(row.get('scale'))[:40]}' is not a number over 0 "
+                                "(metres = value / scale)") from None
             pairs.append(Pair(image, depth, scale, Path(row["image"]).stem))
     return pairs
 
@@ -97,8 +111,8 @@ class ManifestDataset(PairDataset):
         if missing and not skip_invalid:
             p = missing[0]
             gone = p.image if not p.image.is_file() else p.depth
-            raise DataError(f"{gone}: listed in {manifest} but missing ({len(missing)} such row(s)); fix the path "
-                            "or pass data.skip_invalid=true")
+            raise DataError(f"{shown(gone)}: listed in {shown(manifest)} but missing ({len(missing)} such row(s)); "
+                            "fix the path or pass data.skip_invalid=true")
         pairs = [p for p in pairs if p not in missing]
         super().__init__(pairs, max_depth, transform, skip_invalid, cache, str(manifest),
                          [p.image if not p.image.is_file() else p.depth for p in missing])

@@ -25,19 +25,46 @@ class Calibration:
         return self.scale * depth + self.shift
 
 
+POINT_FORMAT = "x,y,metres (pixel column, pixel row, distance > 0 in metres), e.g. 120,80,3.5"
+
+
+def parse_point(text: str) -> tuple[int, int, float]:
+    """``"x,y,metres"`` -> (x, y, metres); a `DataError` (naming the text) for anything else: three fields, whole
+    pixel coordinates, a finite distance over zero."""
+    from depthforge.io import DataError
+
+    fields = [f.strip() for f in str(text).split(",")]
+    try:
+        if len(fields) != 3:
+            raise ValueError
+        x, y, metres = float(fields[0]), float(fields[1]), float(fields[2])
+        if not (x.is_integer() and y.is_integer() and np.isfinite(metres) and metres > 0 and x >= 0 and y >= 0):
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise DataError(f"{text[:80]!r} is not {POINT_FORMAT}") from None
+    return int(x), int(y), metres
+
+
 def read_points(path: str | Path) -> list[tuple[int, int, float]]:
-    """CSV rows ``x,y,metres`` (pixel column, pixel row, measured depth); a header row is allowed."""
+    """CSV rows ``x,y,metres`` (pixel column, pixel row, measured depth); a header row and ``#`` comments are
+    allowed. A row that is not a point is a `DataError` naming the file and line."""
+    from depthforge.io import DataError
+
     rows = []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.reader(f)):
-            if not row or row[0].strip().startswith("#"):
-                continue
-            try:
-                rows.append((int(float(row[0])), int(float(row[1])), float(row[2])))
-            except (ValueError, IndexError) as err:
-                if i == 0:
-                    continue  # header
-                raise ValueError(f"{path}: line {i + 1} must be x,y,metres; got {row}") from err
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
+                    continue
+                try:
+                    rows.append(parse_point(",".join(row)))
+                except DataError as err:
+                    if i == 0 and not any(c.isdigit() for c in "".join(row)):
+                        continue  # a header
+                    raise DataError(f"{path}: line {i + 1}: {err}") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a UTF-8 CSV of x,y,metres rows ({type(err).__name__}: "
+                        f"{str(err)[:80]})") from None
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,14 +48,15 @@ class Intrinsics:
 def intrinsics_from_exif(path: str | Path, width: int, height: int) -> Intrinsics | None:
     """From EXIF ``FocalLengthIn35mmFilm`` (36 mm wide frame), or None when the file has no such tag."""
     try:
-        exif = Image.open(path).getexif().get_ifd(0x8769)  # the Exif sub-IFD holds the focal length tags
-    except (OSError, AttributeError):
+        with warnings.catch_warnings(), Image.open(path) as img:
+            warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF: optional here, the guess takes over
+            f35 = float(img.getexif().get_ifd(0x8769).get(0xA405) or 0)  # the Exif sub-IFD's FocalLengthIn35mmFilm
+    except Exception:  # noqa: BLE001 - EXIF from untrusted files fails in many ways; without it, no EXIF camera
         return None
-    f35 = exif.get(0xA405)  # FocalLengthIn35mmFilm
-    if not f35:
+    if not (math.isfinite(f35) and 0 < f35 < 10_000):
         return None
-    fx = float(f35) / 36.0 * max(width, height)
-    return Intrinsics(fx, fx, (width - 1) / 2, (height - 1) / 2, source=f"EXIF 35mm-equivalent focal {f35} mm")
+    fx = f35 / 36.0 * max(width, height)
+    return Intrinsics(fx, fx, (width - 1) / 2, (height - 1) / 2, source=f"EXIF 35mm-equivalent focal {f35:g} mm")
 
 
 def pick_intrinsics(width: int, height: int, fx: float | None = None, fy: float | None = None,

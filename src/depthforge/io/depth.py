@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from depthforge.io.errors import DataError
+from depthforge.io.errors import DataError, shown
 
 FORMATS = ("npy", "png16", "pfm", "exr")
 SUFFIX = {"npy": ".npy", "png16": ".png", "pfm": ".pfm", "exr": ".exr"}
@@ -44,15 +44,38 @@ def write_pfm(path: Path, depth: np.ndarray) -> None:
 
 def read_pfm(path: Path) -> np.ndarray:
     with open(path, "rb") as f:
-        kind = f.readline().strip()
+        kind = f.readline(16).strip()
         if kind != b"Pf":
-            raise ValueError(f"{path}: not a single-channel PFM (header {kind!r})")
-        w, h = map(int, f.readline().split())
-        scale = float(f.readline())
-        data = np.frombuffer(f.read(), dtype="<f4" if scale < 0 else ">f4")
-    if data.size != w * h:
-        raise ValueError(f"{path}: truncated PFM ({data.size} of {w * h} values)")
+            raise ValueError(f"{shown(path)}: not a single-channel PFM (header {kind[:8]!r})")
+        w, h = map(int, f.readline(64).split())
+        scale = float(f.readline(64))
+        if w <= 0 or h <= 0 or not np.isfinite(scale) or scale == 0:
+            raise ValueError(f"{shown(path)}: the PFM header says {w}x{h}, scale {scale}")
+        held = (path.stat().st_size - f.tell()) // 4
+        if held != w * h:  # checked before reading: the header's size is not trusted with an allocation
+            raise ValueError(f"{shown(path)}: truncated PFM ({held} of {w * h} values)")
+        data = np.frombuffer(f.read(4 * w * h), dtype="<f4" if scale < 0 else ">f4")
     return np.flipud(data.reshape(h, w)).astype(np.float32)
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    """Channel ``Z`` (else the first) of an EXR, its data window checked against the pixel limit from the header
+    before the pixels are read."""
+    from depthforge.io.images import MAX_PIXELS
+
+    exr = _openexr()
+    with exr.File(str(path), header_only=True) as f:
+        (x0, y0), (x1, y1) = ((int(a), int(b)) for a, b in f.header()["dataWindow"])  # Python ints: no overflow
+    if (x1 - x0 + 1) * (y1 - y0 + 1) > MAX_PIXELS or x1 < x0 or y1 < y0:
+        raise DataError(f"{shown(path)}: the EXR header claims a {x1 - x0 + 1}x{y1 - y0 + 1} data window, over the "
+                        f"{MAX_PIXELS / 1e6:.0f}-megapixel limit or empty; it was not read")
+    with exr.File(str(path)) as f:
+        channels = f.channels()
+        key = "Z" if "Z" in channels else next(iter(channels))
+        depth = np.asarray(channels[key].pixels, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"channel {key} is not a single-channel image ({depth.shape})")
+    return depth
 
 
 def write_depth(path: str | Path, depth: np.ndarray, fmt: str = "npy", scale: float = 1000.0,
@@ -85,30 +108,55 @@ def write_depth(path: str | Path, depth: np.ndarray, fmt: str = "npy", scale: fl
     return path, side
 
 
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, checked against the file's size before anything is allocated (a
+    header can claim any shape: 100 bytes claiming 100000x100000 floats must not become an 80 GB read)."""
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as f:
+        version = npy.read_magic(f)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(f, max_header_size=10_000)
+        data_bytes = path.stat().st_size - f.tell()
+    count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    if dtype.hasobject or count * dtype.itemsize > data_bytes:
+        raise ValueError(f"its header claims {shape} {dtype} ({count * dtype.itemsize} bytes) but the file holds "
+                         f"{data_bytes}")
+    return shape, dtype
+
+
 def read_npy_depth(path: Path) -> np.ndarray:
     """Load a ``.npy`` depth map in metres as float32 (H, W); accepts (1, H, W)."""
     try:
+        _npy_header(path)
         depth = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: unreadable .npy depth ({err}); save it with numpy.save as a float array "
+    except Exception as err:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        what = " ".join(str(err).split())[:120] or type(err).__name__
+        raise DataError(f"{shown(path)}: unreadable .npy depth ({what}); save it with numpy.save as a float array "
                         "(or pass data.skip_invalid=true)") from err
     if depth.ndim == 3 and depth.shape[0] == 1:
         depth = depth[0]
     if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
-        raise DataError(f"{path}: depth must be a numeric HxW array, got dtype {depth.dtype} shape {depth.shape}")
+        raise DataError(f"{shown(path)}: depth must be a numeric HxW array, got dtype {depth.dtype} shape "
+                        f"{depth.shape}")
     return depth.astype(np.float32, copy=False)
 
 
 def _read_png_depth(path: Path, scale: float, require_16bit: bool) -> np.ndarray:
+    from depthforge.io.images import MAX_PIXELS, _open
+
     try:
-        with Image.open(path) as img:
+        with _open(path, MAX_PIXELS) as img:  # the pixel count checked from the header, before decoding
             raw = np.asarray(img)
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"{path}: unreadable depth PNG ({err}); re-export it as 16-bit PNG") from err
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Pillow's parsers raise many types on hostile bytes
+        what = " ".join(str(err).split())[:120] or type(err).__name__
+        raise DataError(f"{shown(path)}: unreadable depth PNG ({what}); re-export it as 16-bit PNG") from err
     if raw.ndim != 2:
-        raise DataError(f"{path}: depth PNG must be single-channel, got shape {raw.shape}")
+        raise DataError(f"{shown(path)}: depth PNG must be single-channel, got shape {raw.shape}")
     if require_16bit and raw.dtype not in (np.uint16, np.int32):
-        raise DataError(f"{path}: an 8-bit PNG carries no metric depth; write 16-bit PNGs (format png16)")
+        raise DataError(f"{shown(path)}: an 8-bit PNG carries no metric depth; write 16-bit PNGs (format png16)")
     return raw.astype(np.float32) / float(scale)
 
 
@@ -124,13 +172,13 @@ def read_depth_file(path: Path, scale: float = 1.0, require_16bit: bool = False)
         if suffix == ".pfm":
             return read_pfm(path)
         if suffix == ".exr":
-            with _openexr().File(str(path)) as f:
-                channels = f.channels()
-                key = "Z" if "Z" in channels else next(iter(channels))
-                return np.asarray(channels[key].pixels, dtype=np.float32)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise DataError(f"{path}: unreadable depth file ({err})") from err
-    raise DataError(f"{path}: unsupported depth file type; use one of {DEPTH_SUFFIXES}")
+            return _read_exr(path)
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a C library's or a parser's failure on the file's bytes
+        what = " ".join(str(err).removeprefix(f"{shown(path)}: ").split())[:120] or type(err).__name__
+        raise DataError(f"{shown(path)}: unreadable depth file ({what})") from err
+    raise DataError(f"{shown(path)}: unsupported depth file type; use one of {DEPTH_SUFFIXES}")
 
 
 def read_sidecar(path: str | Path) -> dict:
@@ -140,7 +188,14 @@ def read_sidecar(path: str | Path) -> dict:
     ``clamped.model_range``."""
     path = Path(path)
     side = path.with_name(path.name + ".json")
-    meta = json.loads(side.read_text()) if side.is_file() else {}
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise DataError(f"{shown(side)}: not a JSON sidecar ({type(err).__name__}: {str(err)[:80]}); delete it or "
+                        "write it again with depthforge predict") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{shown(side)}: a sidecar is a JSON object, got a {type(meta).__name__}; delete it or "
+                        "write it again with depthforge predict")
     if "valid_range" in meta:
         meta["value_range"] = meta.pop("valid_range")
     if isinstance(meta.get("clamped"), dict) and "range" in meta["clamped"]:
@@ -151,4 +206,11 @@ def read_sidecar(path: str | Path) -> dict:
 def read_depth(path: str | Path) -> tuple[np.ndarray, dict]:
     """Depth in metres and the sidecar (``{}`` if absent; 16-bit PNGs then assume millimetres)."""
     meta = read_sidecar(path)
-    return read_depth_file(Path(path), float(meta.get("scale", 1000.0)), require_16bit=True), meta
+    try:
+        scale = float(meta.get("scale", 1000.0))
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise DataError(f"{shown(path)}.json: 'scale' must be a number over 0 (metres = value / scale), got "
+                        f"{str(meta.get('scale'))[:40]!r}") from None
+    return read_depth_file(Path(path), scale, require_16bit=True), meta

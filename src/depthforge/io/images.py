@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from depthforge.io.errors import DataError
+from depthforge.io.errors import DataError, shown
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Pillow's own hard limit (twice its warning threshold, ~179 megapixels): larger than any camera writes, and
@@ -30,7 +30,7 @@ def _checked(img: Image.Image, path: Path | str, max_pixels: int) -> Image.Image
 
 def _label(path: Path | str | IO[bytes]) -> str:
     """What an error calls the file: its path, or an in-memory file's name (an upload: "the image")."""
-    return str(path) if isinstance(path, (str, Path)) else getattr(path, "name", "the image")
+    return shown(path) if isinstance(path, (str, Path)) else shown(getattr(path, "name", "the image"))
 
 
 def _open(path: Path | str | IO[bytes], max_pixels: int) -> Image.Image:
@@ -42,11 +42,24 @@ def _open(path: Path | str | IO[bytes], max_pixels: int) -> Image.Image:
                         f"limit (Pillow: {err}); it was not decoded. Downscale it, or leave it out") from None
 
 
+def _unreadable(path: Path | str | IO[bytes], err: Exception) -> DataError:
+    # Untrusted bytes meet Pillow's parsers: besides OSError they raise ValueError, SyntaxError, struct.error,
+    # EOFError, IndexError, TypeError, ... (found by tests/test_fuzz.py); each is the file's fault, said in one line
+    what = " ".join(str(err).split())[:120] or type(err).__name__
+    return DataError(f"{_label(path)}: unreadable image ({what}); re-export it as JPEG/PNG or remove the pair "
+                     "(or pass data.skip_invalid=true to skip such samples)")
+
+
 def image_size(path: Path | str | IO[bytes], max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """(H, W) from the file's header, without decoding it; a size over ``max_pixels`` is a `DataError`.
-    Pillow's own errors for a file it cannot identify (``OSError``) pass through."""
-    with _open(path, max_pixels) as img:
-        return img.size[1], img.size[0]
+    """(H, W) from the file's header, without decoding it; a size over ``max_pixels`` or a file Pillow cannot
+    identify is a `DataError` naming it."""
+    try:
+        with _open(path, max_pixels) as img:
+            return img.size[1], img.size[0]
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see _unreadable
+        raise _unreadable(path, err) from err
 
 
 def read_rgb(path: Path | str | IO[bytes], max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -56,6 +69,7 @@ def read_rgb(path: Path | str | IO[bytes], max_pixels: int = MAX_PIXELS) -> np.n
         with _open(path, max_pixels) as img:
             img.load()
             return np.array(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError, SyntaxError) as err:
-        raise DataError(f"{_label(path)}: unreadable image ({err}); re-export it as JPEG/PNG or remove the pair "
-                        "(or pass data.skip_invalid=true to skip such samples)") from err
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see _unreadable
+        raise _unreadable(path, err) from err

@@ -46,14 +46,18 @@ def output_kind(config: Any) -> str:
     return KIND_BY_TYPE.get(config.model_type, "metric")
 
 
-def load_hf_parts(repo: str) -> tuple[nn.Module, Any]:
-    """Model and image processor from a local folder or the Hub cache; offline without them, a clear error."""
+def load_hf_parts(repo: str, trust_remote_code: bool = False) -> tuple[nn.Module, Any]:
+    """Model and image processor from a local folder or the Hub cache; offline without them, a clear error.
+
+    ``trust_remote_code``: let transformers import and run the Python files the repo ships (a model class of its
+    own), with this user's rights; off unless asked for (``--trust-remote-code``). Weights are read by
+    transformers: safetensors, or a ``.bin`` through ``torch.load(weights_only=True)``, never a pickle's code."""
     tf = _transformers()
     local = Path(repo).expanduser()
     where = str(local) if local.is_dir() else repo
     try:
-        model = tf.AutoModelForDepthEstimation.from_pretrained(where)
-        processor = tf.AutoImageProcessor.from_pretrained(where)
+        model = tf.AutoModelForDepthEstimation.from_pretrained(where, trust_remote_code=trust_remote_code)
+        processor = tf.AutoImageProcessor.from_pretrained(where, trust_remote_code=trust_remote_code)
     except OSError as err:
         if local.is_dir():
             raise HubUnavailableError(f"{repo}: not a transformers depth model folder ({err}); it needs config.json, "

@@ -74,13 +74,19 @@ class PredictQuery(BaseModel):
 
     def options(self, size: tuple[int, int]) -> dict:
         """The `depthforge.predict.Options` keywords, the known distances checked against the image size."""
+        from depthforge.geometry.calibration import parse_point
+        from depthforge.io import DataError
+
         points = []
         for text in self.point:
-            x, y, m = text.split(",")
-            if not (int(x) < size[1] and int(y) < size[0] and float(m) > 0):
+            try:
+                x, y, m = parse_point(text)
+            except DataError as err:
+                raise BadRequest(422, f"point {err}") from None
+            if not (x < size[1] and y < size[0]):
                 raise BadRequest(422, f"point {text}: x,y must lie in the {size[1]}x{size[0]} image and the "
                                       "distance be over 0 m")
-            points.append((int(x), int(y), float(m)))
+            points.append((x, y, m))
         scales = tuple(float(v) for v in self.tta_scales.split(",")) if self.tta_scales else (1.0,)
         return {"flip_tta": self.flip_tta, "tta_scales": scales, "tile": self.tile, "overlap": self.overlap,
                 "uncertainty": self.uncertainty, "points": points, "shift": True if self.shift else None,
@@ -150,9 +156,11 @@ def check_image(data: bytes, max_pixels: int) -> tuple[str, tuple[int, int]]:
             raise BadRequest(415, f"image format {fmt}: send JPEG, PNG, WebP, TIFF or BMP")
         read_rgb(io.BytesIO(data))  # the size was checked above; a truncated body fails here
     except DataError as err:
-        too_big = err.__cause__ is None
-        reason = str(err).removeprefix("the image: ").split("; re-export")[0]
-        raise BadRequest(413 if too_big else 422, reason) from None
+        cause = err.__cause__
+        if cause is None:  # a limit, refused from the header
+            raise BadRequest(413, str(err).removeprefix("the image: ").split("; re-export")[0]) from None
+        # the decoder's own failure on the bytes (the reader's DataError wraps it)
+        raise BadRequest(422, f"not an image Pillow can read ({type(cause).__name__}: {cause})") from None
     except BadRequest:
         raise
     except Exception as err:  # untrusted bytes meet a C decoder: any failure of it is the file's, not the server's

@@ -23,13 +23,14 @@ def _read(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; runs keep them in RUN/checkpoints/{{best,last}}.ckpt")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: tensors are views of the file, so a size its pickle claims cannot become an allocation
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # truncated or foreign files raise several types
         # PyTorch's own message suggests weights_only=False (arbitrary code execution): never repeat that advice.
         raise CheckpointError(f"{path}: not a depthforge checkpoint ({_what_it_is(path)}); pass a .ckpt written "
                               "by depthforge train (RUN/checkpoints/best.ckpt or last.ckpt)") from None
     meta = ckpt.get("depthforge") if isinstance(ckpt, dict) else None
-    if not meta:
+    if not meta or not isinstance(meta, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: no 'depthforge' metadata; was it written by depthforge train?")
     return ckpt
 
@@ -55,18 +56,49 @@ def _model_state(ckpt: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
 
 
+def build_model(cfg: Config, where: str | Path, stored_values: int | None = None) -> nn.Module:
+    """The model a stored config names, without pretrained weights (the stored ones replace them, so never a
+    download here); a config no model can be built from is a `CheckpointError` naming ``where``.
+
+    ``stored_values``: how many numbers the file's weights hold. The model is first built on the meta device (no
+    memory) and refused when it needs more than that: an edited config (a width of 65535) must not allocate a
+    150 GB model before its weights fail to fit."""
+    try:
+        if stored_values is not None:
+            with torch.device("meta"):
+                need = sum(v.numel() for v in model_from_config(cfg.model, cfg.data.max_depth,
+                                                                pretrained="none").state_dict().values())
+            if need > stored_values:
+                raise CheckpointError(f"{where}: its config builds a model of {need} values but its weights hold "
+                                      f"{stored_values}; the config was edited or the file is damaged")
+        return model_from_config(cfg.model, cfg.data.max_depth, pretrained="none")
+    except (ImportError, CheckpointError):
+        raise
+    except Exception as err:  # unknown name, kwargs of another version or edited by hand
+        raise CheckpointError(f"{where}: no model can be built from its config (model.name={cfg.model.name}: "
+                              f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+
+
+def stored_values(state: dict) -> int:
+    """How many numbers a state dict's tensors hold (anything else in it counts as none)."""
+    return sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
     """Return ``(model in eval mode, resolved config)`` from a ``.ckpt`` written by ``depthforge train``."""
     path = Path(path)
     ckpt = _read(path)
-    cfg = load_config(base=ckpt["depthforge"]["config"])
-    # The trained weights replace any pretrained ones, so never download here.
-    model = model_from_config(cfg.model, cfg.data.max_depth, pretrained="none")
+    cfg = load_config(base=ckpt["depthforge"].get("config"), where=str(path))
+    model = build_model(cfg, path, stored_values(ckpt["state_dict"]))
     if ckpt["depthforge"].get("qat"):  # a quantisation-aware run: its fake quantisers first, then their weights
         from depthforge.export.qat import qat_example, restore_qat
 
         model = restore_qat(model, ckpt["depthforge"]["qat"], qat_example(cfg.data))
-    model.load_state_dict(_model_state(ckpt))
+    try:
+        model.load_state_dict(_model_state(ckpt))
+    except (RuntimeError, AttributeError, TypeError) as err:  # weights of another model, or not a state dict
+        raise CheckpointError(f"{path}: its weights do not fit the model its config names ({cfg.model.name}: "
+                              f"{str(err).splitlines()[0][:120]}); the file is damaged or was edited") from None
     return model.to(device).eval(), cfg
 
 

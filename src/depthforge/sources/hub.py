@@ -12,6 +12,7 @@ by name from the registry, so the config carries the registry name and kwargs ra
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +23,8 @@ from torch import nn
 
 from depthforge.version import __version__
 from depthforge.config import Config, load_config
-from depthforge.models import model_from_config
+from depthforge.io import DataError
+from depthforge.sources.checkpoint import build_model
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 
@@ -125,12 +127,29 @@ def load_pretrained(where: str | Path, device: str | torch.device = "cpu") -> tu
     folder = _local_folder(str(where))
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise FileNotFoundError(f"{folder}: needs {CONFIG} and {WEIGHTS} (written by depthforge push)")
-    config = json.loads((folder / CONFIG).read_text())
-    if config.get("library_name") != "depthforge":
-        raise ValueError(f"{folder / CONFIG}: not a depthforge model (for a transformers model use hf:{where})")
-    cfg = load_config(base=config["config"])
-    model = model_from_config(cfg.model, cfg.data.max_depth, pretrained="none")
-    load_model(model, str(folder / WEIGHTS), strict=True, device=str(device))
+    try:
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise DataError(f"{folder / CONFIG}: not JSON ({type(err).__name__}: {str(err)[:80]}); write the folder "
+                         "again with depthforge push") from None
+    if not isinstance(config, dict) or config.get("library_name") != "depthforge":
+        raise DataError(f"{folder / CONFIG}: not a depthforge model (for a transformers model use hf:{where})")
+    cfg = load_config(base=config.get("config"), where=str(folder / CONFIG))
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS), "pt") as f:  # the header only: shapes, no tensor read
+            held = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except Exception as err:  # not a safetensors file
+        raise DataError(f"{folder / WEIGHTS}: not a safetensors file ({type(err).__name__}: {str(err)[:80]}); "
+                        "write the folder again with depthforge push") from None
+    model = build_model(cfg, folder / CONFIG, held)
+    try:
+        load_model(model, str(folder / WEIGHTS), strict=True, device=str(device))
+    except Exception as err:  # safetensors' own errors, missing or reshaped tensors
+        raise DataError(f"{folder / WEIGHTS}: does not hold this model's weights ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:120] if str(err) else ''}); write the folder again with "
+                         "depthforge push") from None
     model.name = cfg.model.name
     return model.to(device).eval(), cfg
 

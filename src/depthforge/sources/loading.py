@@ -132,7 +132,7 @@ def _load(spec: dict, device: str | torch.device) -> LoadedSource:
     if prefix == "hf":
         from depthforge.models.hf import HFDepthModel, load_hf_parts
 
-        hf_model, processor = load_hf_parts(where)
+        hf_model, processor = load_hf_parts(where, bool(spec.get("trust_remote_code")))
         model = HFDepthModel(hf_model, processor, kind=spec.get("kind"), repo=where).to(device).eval()
         return LoadedSource(model, _model_cfg(f"hf:{where}", getattr(hf_model.config, "max_depth", None)
                                               if model.kind == "metric" else None), model.kind, spec)

@@ -64,9 +64,33 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
         for p in frames:
             yield read_rgb(p)
         return
-    with _av().open(str(path)) as container:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
+    yield from _file_frames(path)
+
+
+def _file_frames(path: Path) -> Iterator[np.ndarray]:
+    """A video file's frames through PyAV; a file it cannot demux or decode, one without a video stream or with
+    frames over the image readers' pixel limit is a `DataError` naming it (frames already yielded stay yielded)."""
+    from depthforge.io import MAX_PIXELS, DataError
+
+    av = _av()
+    # FFmpeg's errors, and what PyAV raises formatting some of them (a non-UTF-8 message)
+    failures = (av.FFmpegError, UnicodeDecodeError, ValueError, OSError, EOFError)
+    try:
+        container = av.open(str(path))
+    except failures as err:
+        raise DataError(f"{path}: not a video FFmpeg can read ({type(err).__name__}: {str(err)[:100]})") from None
+    with container:
+        if not container.streams.video:
+            raise DataError(f"{path}: the file holds no video stream")
+        try:
+            for frame in container.decode(video=0):
+                if frame.width * frame.height > MAX_PIXELS:
+                    raise DataError(f"{path}: a frame of {frame.width}x{frame.height} pixels, over the "
+                                    f"{MAX_PIXELS / 1e6:.0f}-megapixel limit of the image readers")
+                yield frame.to_ndarray(format="rgb24")
+        except failures as err:
+            raise DataError(f"{path}: the video stops being readable ({type(err).__name__}: {str(err)[:100]}); "
+                            "the frames before it were read") from None
 
 
 def is_video(item: str | Path, sequence: bool = False) -> bool:
