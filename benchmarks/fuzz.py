@@ -119,11 +119,13 @@ def coverage_guided(name: str, seconds: int) -> dict:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     log = done.stdout + done.stderr
-    runs = [int(line.split()[0][1:]) for line in log.splitlines() if line.startswith("#") and line[1:2].isdigit()]
+    status = [line for line in log.splitlines() if line.startswith("#") and line[1:2].isdigit()]
+    runs = [int(line.split()[0][1:]) for line in status]
     crashed = done.returncode != 0
-    row = {"target": name, "mode": "atheris (coverage-guided)", "seconds": round(time.perf_counter() - start),
-           "executions": max(runs) if runs else 0, "crashes": 1 if crashed else 0,
-           "crash": log[-1500:] if crashed else None}
+    row = {"target": name, "mode": "atheris (coverage-guided)", "fuzzing_seconds": seconds,
+           "seconds": round(time.perf_counter() - start), "executions": max(runs) if runs else 0,
+           "last_status": status[-1] if status else None,  # libFuzzer's: coverage (cov), features (ft), corpus
+           "crashes": 1 if crashed else 0, "crash": log[-1500:] if crashed else None}
     print(f"{name}: atheris {row['executions']} executions in {row['seconds']} s, "
           f"{'CRASH' if crashed else 'no crash'}", flush=True)
     if crashed:

@@ -36,13 +36,13 @@ BAD_EVERY = 997
 
 
 def write_images(folder: Path, n: int) -> tuple[int, list[str]]:
-    """``n`` inputs in ``folder``; returns (good count, bad file names)."""
+    """``n`` good images in ``folder``, one bad file after every 996 of them; returns (``n``, bad file names)."""
     from depthforge.data import SyntheticScenes
 
     folder.mkdir(parents=True, exist_ok=True)
     scenes = {size: SyntheticScenes(64, *size, seed=3) for size in SIZES}
     bad = []
-    for i in range(n):
+    for i in range(n + (n - 1) // (BAD_EVERY - 1)):
         name = f"{i:05d}"
         if i % BAD_EVERY == BAD_EVERY - 1:
             kind = len(bad) % 4
@@ -68,7 +68,7 @@ def write_images(folder: Path, n: int) -> tuple[int, list[str]]:
             continue
         size = SIZES[i % len(SIZES)]
         Image.fromarray(scenes[size].get_color(i % 64)).save(folder / f"{name}.{'jpg' if i % 2 else 'png'}", quality=90)
-    return n - len(bad), bad
+    return n, bad
 
 
 def rss_mb(pid: int) -> float:
@@ -139,8 +139,7 @@ def tiny_checkpoint(folder: Path) -> Path:
 def image_soak(ckpt: Path, work: Path, n: int) -> dict:
     inputs = work / "inputs"
     good, bad = write_images(inputs, n)
-    marks = [m for m in (1000, 5000, 10000, n) if m <= good]
-    marks = sorted(set(marks))
+    marks = sorted({m for m in (1000, 5000, 10000) if m < good} | {good})
     results = {}
     for face, cmd in (("cli", [sys.executable, "-m", "depthforge.cli", "predict", "--checkpoint", str(ckpt),
                                str(inputs), "--out", str(work / "cli")]),

@@ -166,7 +166,7 @@ def test_a_checkpoint_with_an_edited_config_or_foreign_weights_is_refused_naming
         c["state_dict"][key + "_renamed"] = value
 
     def widen(c):  # found by benchmarks/fuzz.py: an edited width built a model far larger than memory (OOM kill)
-        c["depthforge"]["config"]["model"]["kwargs"]["widths"] = [65535] * 4
+        c["depthforge"]["config"]["model"]["kwargs"]["widths"] = [65535] * 4  # 16 GB of decoder weights
 
     for edit, says in ((lambda c: c["depthforge"]["config"]["data"].update(image_dhr="x"), "unknown key(s)"),
                        (rename, "its weights do not fit the model"),

@@ -171,7 +171,7 @@ def test_a_fine_tune_inherits_the_licence_into_checkpoint_shared_folder_and_expo
 
 def test_a_recipe_records_its_encoder_weights_licence_as_its_package_states_it():
     from depthforge.config import load_config
-    from depthforge.sources.licenses import recipe_records
+    from depthforge.sources.license_sources import recipe_records
 
     lite = recipe_records(load_config(overrides=["model.name=unet_efficientnet_lite0", "model.pretrained=imagenet"]))
     assert [r["license"] for r in lite] == ["apache-2.0", "apache-2.0"]
@@ -192,7 +192,7 @@ def test_a_recipe_records_its_encoder_weights_licence_as_its_package_states_it()
     ("---\nlicense: [unclosed\n---\n", "unknown", "unknown"),
 ])
 def test_card_licences_are_read_never_guessed(text, lid, terms, tmp_path):
-    from depthforge.sources.licenses import from_card
+    from depthforge.sources.license_sources import from_card
 
     card = tmp_path / "README.md"
     card.write_text(text)

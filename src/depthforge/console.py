@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 
@@ -48,6 +49,9 @@ def configure_console(verbosity: int = 0) -> None:
     for h in root.handlers:
         if getattr(h, "depthforge", False):
             h.verbosity = verbosity
+            if h.stream is not sys.stderr:  # stderr replaced since (a test's capture, a daemon): write to today's
+                with h.lock:  # not setStream(): it flushes the old stream, which may be closed
+                    h.stream = sys.stderr
     root.setLevel(logging.WARNING)
     for name in ("depthforge", "lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)

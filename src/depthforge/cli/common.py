@@ -157,7 +157,7 @@ def add_license_policy(p) -> None:
 
 def policed(args: argparse.Namespace, specs: list[dict]) -> list[dict]:
     """The specs, each checked against --license-policy before the first is loaded (`check_specs`)."""
-    from depthforge.sources.licenses import check_specs
+    from depthforge.sources.license_sources import check_specs
 
     return check_specs(specs, args.license_policy)
 
@@ -246,6 +246,7 @@ EXTRA_OF = {"gradio": "demo", "trimesh": "demo", "onnx": "export", "onnxruntime"
             "nncf": "openvino", "transformers": "hf", "huggingface_hub": "hf", "diffusers": "diffusion",
             "scipy": "marigold", "av": "video", "cv2": "video", "OpenEXR": "formats", "h5py": "formats",
             "mlflow": "mlflow", "wandb": "wandb", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
+            "python_multipart": "serve",
             "prometheus_client": "serve", "httpx": "serve"}
 
 

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-rmse-delta {args.max_rmse_delta}: give the RMSE INT8 may add, in metres (>= 0)")
     from depthforge.export.qat import quantizers
 
-    from depthforge.sources.licenses import check, of_checkpoint
+    from depthforge.sources.license_sources import of_checkpoint
+    from depthforge.sources.licenses import check
 
     licenses = of_checkpoint(args.checkpoint)  # refused before it is loaded; carried into the exported file
     check(licenses, args.license_policy, args.checkpoint)

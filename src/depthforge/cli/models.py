@@ -19,7 +19,7 @@ def recipe_rows() -> list[dict]:
     """Each registered model: the licence of the ImageNet weights ``model.pretrained=imagenet`` starts it from."""
     from depthforge.config import Config
     from depthforge.models.registry import list_models
-    from depthforge.sources.licenses import encoder_records
+    from depthforge.sources.license_sources import encoder_records
 
     rows = []
     for name in list_models():
@@ -38,7 +38,8 @@ def recipe_rows() -> list[dict]:
 
 
 def foundation_rows() -> list[dict]:
-    from depthforge.sources.licenses import KNOWN, KNOWN_READ_ON, RESTRICTED, terms_of
+    from depthforge.sources.license_sources import KNOWN, KNOWN_READ_ON
+    from depthforge.sources.licenses import RESTRICTED, terms_of
 
     return [{"model": f"{'marigold' if 'marigold' in repo else 'hf'}:{repo}", "kind": kind, "weights": size,
              "license": lid or "unknown (none stated)",
@@ -54,7 +55,8 @@ def _table(rows: list[dict], keys: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthforge.sources.licenses import KNOWN_READ_ON, PROJECT, POLICY_ENV
+    from depthforge.sources.license_sources import KNOWN_READ_ON
+    from depthforge.sources.licenses import POLICY_ENV, PROJECT
 
     recipes, foundation = recipe_rows(), foundation_rows()
     if args.json:

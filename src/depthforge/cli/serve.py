@@ -34,7 +34,7 @@ def add_parser(sub, parents: list) -> None:
 def run(args: argparse.Namespace) -> int:
     from depthforge.cli.common import UsageError, require_extra
 
-    require_extra("serve", "fastapi", "uvicorn", "prometheus_client", "multipart")
+    require_extra("serve", "fastapi", "uvicorn", "prometheus_client", "python_multipart")
     from depthforge.serve import Settings, serve
 
     for name in ("batch_timeout", "timeout", "read_timeout"):

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from depthforge.sources import load_checkpoint
     from depthforge.sources.hub import push, save_pretrained
 
-    from depthforge.sources.licenses import check, of_checkpoint
+    from depthforge.sources.license_sources import of_checkpoint
+    from depthforge.sources.licenses import check
 
     licenses = of_checkpoint(args.checkpoint)
     check(licenses, args.license_policy, args.checkpoint)

@@ -221,7 +221,7 @@ def default_sources(args_checkpoint: list[str] | None, models: list[str] | None,
                 f"no model given and no quickstart run found ({search}); train one first with "
                 "`depthforge train --out runs/quickstart` (about 10 minutes on a CPU), or pass --checkpoint, "
                 "--model hf:... or --onnx")
-    from depthforge.sources.licenses import check_specs
+    from depthforge.sources.license_sources import check_specs
 
     out = {}
     for spec in check_specs(specs, license_policy):

@@ -46,15 +46,29 @@ def _tracking_uri(cfg: Any, out: Path) -> str:
     return cfg.train.tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
 
 
-def build_loggers(cfg: Any, out: Path, resume: bool = False) -> list:
-    """Lightning loggers for ``cfg.train.loggers``; an unknown name or a missing extra is an error saying what to
-    write or install. A resumed run continues its MLflow run."""
+def check_loggers(cfg: Any) -> None:
+    """An unknown name in ``cfg.train.loggers``, or a tracker whose extra is missing, is a `ConfigError` saying
+    what to write or install: checked before a run folder is made."""
+    import importlib
+
     from depthforge.config import ConfigError
 
     unknown = [n for n in cfg.train.loggers if n not in LOGGERS]
     if unknown:
         raise ConfigError(f"train.loggers: unknown {unknown}; choose from {list(LOGGERS)}, e.g. "
                           "train.loggers=[csv,mlflow]")
+    for name, what in (("mlflow", "MLflow"), ("wandb", "wandb")):
+        if name in cfg.train.loggers:
+            try:
+                importlib.import_module(name)
+            except ImportError as err:
+                raise ConfigError(f"train.loggers=[{name}] needs {what}: pip install 'depthforge[{name}]'") from err
+
+
+def build_loggers(cfg: Any, out: Path, resume: bool = False) -> list:
+    """Lightning loggers for ``cfg.train.loggers`` (`check_loggers` first). A resumed run continues its MLflow
+    run."""
+    check_loggers(cfg)
     loggers = []
     for name in cfg.train.loggers:
         if name == "csv":
@@ -64,22 +78,16 @@ def build_loggers(cfg: Any, out: Path, resume: bool = False) -> list:
 
             loggers.append(TensorBoardLogger(save_dir=out, name="tb", version=""))
         elif name == "mlflow":
-            try:
-                from lightning.pytorch.loggers import MLFlowLogger
-                import mlflow  # noqa: F401
-            except ImportError as err:
-                raise ConfigError("train.loggers=[mlflow] needs MLflow: pip install 'depthforge[mlflow]'") from err
+            from lightning.pytorch.loggers import MLFlowLogger
+
             noted = out / MLFLOW_RUN_FILE
             run_id = noted.read_text().split()[1] if resume and noted.is_file() else None
             loggers.append(MLFlowLogger(experiment_name=cfg.train.experiment, run_name=out.name, run_id=run_id,
                                         tracking_uri=_tracking_uri(cfg, out),
                                         artifact_location=str((out / "mlflow-artifacts").resolve())))
         else:
-            try:
-                from lightning.pytorch.loggers import WandbLogger
-                import wandb  # noqa: F401
-            except ImportError as err:
-                raise ConfigError("train.loggers=[wandb] needs wandb: pip install 'depthforge[wandb]'") from err
+            from lightning.pytorch.loggers import WandbLogger
+
             loggers.append(WandbLogger(project=cfg.train.experiment, name=out.name, save_dir=str(out)))
     return loggers
 

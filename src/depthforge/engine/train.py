@@ -59,8 +59,12 @@ def train(cfg: Config, resume: bool = False, callbacks: list[L.Callback] | None 
     epoch and step, RNG states; logs are appended. A resume from an epoch boundary is exact; one from a mid-epoch
     checkpoint (Ctrl-C, SIGTERM, ``train.ckpt_every_steps``) restarts that epoch's data order.
     """
-    from depthforge.sources.licenses import check, of_run
+    from depthforge.sources.license_sources import of_run
+    from depthforge.sources.licenses import check
 
+    from depthforge.engine.loggers import check_loggers
+
+    check_loggers(cfg)  # a missing tracker's extra: said before a folder is made
     licenses = of_run(cfg, resume)  # refused before a folder is made or a weight is read
     check(licenses, cfg.model.license_policy, f"model {cfg.model.name}")
     out = run_dir(cfg)

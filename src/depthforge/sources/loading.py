@@ -100,7 +100,8 @@ def load_source(spec: dict, device: str | torch.device = "cpu") -> LoadedSource:
     Its licences are read first, from the spec's files and cards alone; ``spec["license_policy"]`` (or
     $DEPTHFORGE_LICENSE_POLICY) ``commercial`` refuses the source before any weights are read or downloaded.
     """
-    from depthforge.sources.licenses import check, of_spec, spec_name
+    from depthforge.sources.license_sources import of_spec
+    from depthforge.sources.licenses import check, spec_name
 
     licenses = of_spec(spec)
     check(licenses, spec.get("license_policy"), spec_name(spec))
