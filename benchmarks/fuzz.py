@@ -144,6 +144,7 @@ def main() -> int:
     parser.add_argument("--memory-gb", type=float, default=8.0,
                         help="address space the inputs may add to this process's footprint (torch's CUDA build "
                              "maps several GB of its own); beyond it an allocation fails: a crash")
+    parser.add_argument("--name", default="fuzz", help="results file name (benchmarks/results/NAME.json)")
     parser.add_argument("--atheris", metavar="TARGET", help="coverage-guided run of one target instead")
     parser.add_argument("--seconds", type=int, default=300, help="--atheris: how long")
     args = parser.parse_args()
@@ -164,7 +165,7 @@ def main() -> int:
                       + [f"| {r['target']} | {r['inputs']} | {r['read']} | {r['refused']} | {r['crashes']} | "
                          f"{r['seconds']} |" for r in rows])
     print(table)
-    save_results("fuzz", table, {"cpu": cpu_info(), "examples_per_target": args.examples, "seed": args.seed,
+    save_results(args.name, table, {"cpu": cpu_info(), "examples_per_target": args.examples, "seed": args.seed,
                                  "memory_headroom_gb": args.memory_gb, "footprint_gb": round(footprint / 2 ** 30, 1),
                                  "hang_seconds": args.hang_seconds,
                                  "crashes": sum(r["crashes"] for r in rows),

@@ -321,6 +321,24 @@ def read_shared_bytes(data: bytes, folder: Path) -> object:
     return load_pretrained(shared)
 
 
+def card_seeds() -> list[bytes]:
+    return [b"---\nlicense: cc-by-nc-4.0\ntags: [depth]\n---\n# A model\n\nText.\n",
+            b"---\nlicense: other\nlicense_name: research\n---\n# M\n\n## License\n\nResearch purposes only.\n",
+            b"---\nlicense: [apache-2.0]\n---\n"]
+
+
+def read_card_bytes(data: bytes, folder: Path) -> object:
+    """A model card (README.md) whose licence depthforge reads: it never fails, unknown when it says nothing."""
+    from depthforge.sources.license_sources import from_card
+
+    card = folder / "README.md"
+    card.write_bytes(data)
+    found = from_card(card, "hf:x")
+    if found["terms"] not in ("commercial", "non-commercial", "unknown") or "\n" in found.get("text", ""):
+        raise ContractBroken(f"from_card gave {found}")
+    return found
+
+
 @cache
 def checkpoint_seeds() -> list[bytes]:
     import torch
@@ -357,6 +375,7 @@ TARGETS = {t.name: t for t in [
     Target("video", "bytes", video_seeds, read_video_bytes),
     Target("shared_folder", "text", shared_seeds, read_shared_bytes, collect=True),
     Target("checkpoint", "bytes", checkpoint_seeds, read_checkpoint_bytes, collect=True),
+    Target("model_card", "text", card_seeds, read_card_bytes),
 ]}
 
 # ---- mutations (hypothesis) -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from tests.fuzz_targets import TARGETS, mutated
 # Seconds per reader in CI: a fixed seed (derandomize) so a red run reruns red.
 CI_EXAMPLES = {"image": 600, "depth": 600, "sidecar": 400, "points_csv": 400, "point_option": 400,
                "config_yaml": 300, "override": 400, "manifest": 300, "video": 200, "shared_folder": 40,
-               "checkpoint": 60}
+               "checkpoint": 60, "model_card": 300}
 
 
 # Pillow warns while it decodes a corrupt TIFF or EXIF block, then reads or refuses it: expected on these inputs
