@@ -95,7 +95,16 @@ def run(args: argparse.Namespace) -> int:
     if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
         out = out.with_suffix(".xml" if args.format == "openvino" else ".onnx")
         fp32 = out.with_name(out.stem + ".fp32" + out.suffix)
-    path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
+    try:
+        path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
+    except (TypeError, RuntimeError) as err:
+        if cfg.model.name != "hf":
+            raise
+        # a transformers model's own image processor (resize to a multiple of 14 or 32) runs inside its forward:
+        # the tracers cannot follow it (found while testing #53); said in one line, not a tracer's traceback
+        raise UsageError(f"{args.checkpoint}: a fine-tuned transformers model (model.name=hf) cannot be exported to "
+                         f"{args.format} yet ({type(err).__name__}: {str(err).splitlines()[0][:80]}); run it with "
+                         "depthforge predict --checkpoint, or export a depthforge recipe") from None
     carried = {"depthforge_licenses": json.dumps(licenses)}  # the INT8 file is made from this one: it inherits them
     if args.format != "torch":
         set_metadata(path, carried)
