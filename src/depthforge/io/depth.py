@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from depthforge.io.errors import DataError, shown
+from depthforge.io.errors import DataError, one_line, shown
 
 FORMATS = ("npy", "png16", "pfm", "exr")
 SUFFIX = {"npy": ".npy", "png16": ".png", "pfm": ".pfm", "exr": ".exr"}
@@ -131,9 +131,8 @@ def read_npy_depth(path: Path) -> np.ndarray:
         _npy_header(path)
         depth = np.load(path, allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
-        what = " ".join(str(err).split())[:120] or type(err).__name__
-        raise DataError(f"{shown(path)}: unreadable .npy depth ({what}); save it with numpy.save as a float array "
-                        "(or pass data.skip_invalid=true)") from err
+        raise DataError(f"{shown(path)}: unreadable .npy depth ({one_line(err)}); save it with numpy.save as a "
+                        "float array (or pass data.skip_invalid=true)") from err
     if depth.ndim == 3 and depth.shape[0] == 1:
         depth = depth[0]
     if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
@@ -151,8 +150,7 @@ def _read_png_depth(path: Path, scale: float, require_16bit: bool) -> np.ndarray
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - Pillow's parsers raise many types on hostile bytes
-        what = " ".join(str(err).split())[:120] or type(err).__name__
-        raise DataError(f"{shown(path)}: unreadable depth PNG ({what}); re-export it as 16-bit PNG") from err
+        raise DataError(f"{shown(path)}: unreadable depth PNG ({one_line(err)}); re-export it as 16-bit PNG") from err
     if raw.ndim != 2:
         raise DataError(f"{shown(path)}: depth PNG must be single-channel, got shape {raw.shape}")
     if require_16bit and raw.dtype not in (np.uint16, np.int32):

@@ -10,3 +10,9 @@ def shown(path: object) -> str:
     unprintable character (a file name may; the message must stay one line)."""
     text = str(path)
     return text if text.isprintable() else repr(text)
+
+
+def one_line(err: BaseException, limit: int = 120) -> str:
+    """What an exception says, on one line and at most ``limit`` characters (its type when it says nothing): the
+    part of a reader's refusal that quotes a library's own error."""
+    return " ".join(str(err).split())[:limit] or type(err).__name__

@@ -12,7 +12,7 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from depthforge.io.errors import DataError, shown
+from depthforge.io.errors import DataError, one_line, shown
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Pillow's own hard limit (twice its warning threshold, ~179 megapixels): larger than any camera writes, and
@@ -45,8 +45,7 @@ def _open(path: Path | str | IO[bytes], max_pixels: int) -> Image.Image:
 def _unreadable(path: Path | str | IO[bytes], err: Exception) -> DataError:
     # Untrusted bytes meet Pillow's parsers: besides OSError they raise ValueError, SyntaxError, struct.error,
     # EOFError, IndexError, TypeError, ... (found by tests/test_fuzz.py); each is the file's fault, said in one line
-    what = " ".join(str(err).split())[:120] or type(err).__name__
-    return DataError(f"{_label(path)}: unreadable image ({what}); re-export it as JPEG/PNG or remove the pair "
+    return DataError(f"{_label(path)}: unreadable image ({one_line(err)}); re-export it as JPEG/PNG or remove the pair "
                      "(or pass data.skip_invalid=true to skip such samples)")
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from depthforge.config import Config, load_config
+from depthforge.io.errors import one_line
 from depthforge.models import model_from_config
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def build_model(cfg: Config, where: str | Path, stored_values: int | None = None
         raise
     except Exception as err:  # unknown name, kwargs of another version or edited by hand
         raise CheckpointError(f"{where}: no model can be built from its config (model.name={cfg.model.name}: "
-                              f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
+                              f"{type(err).__name__}: {one_line(err)})") from None
 
 
 def stored_values(state: dict) -> int:
@@ -98,7 +99,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         model.load_state_dict(_model_state(ckpt))
     except (RuntimeError, AttributeError, TypeError) as err:  # weights of another model, or not a state dict
         raise CheckpointError(f"{path}: its weights do not fit the model its config names ({cfg.model.name}: "
-                              f"{str(err).splitlines()[0][:120]}); the file is damaged or was edited") from None
+                              f"{one_line(err)}); the file is damaged or was edited") from None
     return model.to(device).eval(), cfg
 
 

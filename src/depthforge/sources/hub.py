@@ -24,6 +24,7 @@ from torch import nn
 from depthforge.version import __version__
 from depthforge.config import Config, load_config
 from depthforge.io import DataError
+from depthforge.io.errors import one_line
 from depthforge.sources.checkpoint import build_model
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -148,7 +149,7 @@ def load_pretrained(where: str | Path, device: str | torch.device = "cpu") -> tu
         load_model(model, str(folder / WEIGHTS), strict=True, device=str(device))
     except Exception as err:  # safetensors' own errors, missing or reshaped tensors
         raise DataError(f"{folder / WEIGHTS}: does not hold this model's weights ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:120] if str(err) else ''}); write the folder again with "
+                         f"{one_line(err)}); write the folder again with "
                          "depthforge push") from None
     model.name = cfg.model.name
     return model.to(device).eval(), cfg
