@@ -182,3 +182,212 @@ def test_the_sidecar_is_indented_json_a_person_can_read(tmp_path):
     text = side.read_text()
     assert text == json.dumps(json.loads(text), indent=2)  # two spaces, one key per line: diffable, greppable
     assert text.splitlines()[1] == '  "units": "metres",'
+
+
+# ---- #50: each refusal's exact text and each check's boundary (the mutants of io/depth.py that survived) ----
+
+def _error(call, *args) -> str:
+    """What ``call(*args)`` refuses with (a `DataError` or the readers' own ValueError), as one string."""
+    from depthforge.io.errors import DataError
+
+    with pytest.raises((DataError, ValueError)) as err:
+        call(*args)
+    return str(err.value)
+
+
+def test_pfm_header_fields_are_checked_at_their_boundaries(tmp_path):
+    from depthforge.io.depth import read_depth_file, read_pfm
+
+    def pfm(name, header, values=6, order="<f4", tail=b""):
+        path = tmp_path / name
+        path.write_bytes(header + np.arange(values, dtype=order).tobytes() + tail)
+        return path
+
+    for header, values, says in ((b"Pf\n0 2\n-1\n", 0, "0x2, scale -1.0"), (b"Pf\n3 0\n-1\n", 0, "3x0, scale -1.0"),
+                                 (b"Pf\n-2 3\n-1\n", 6, "-2x3, scale -1.0"), (b"Pf\n3 2\n0\n", 6, "3x2, scale 0.0"),
+                                 (b"Pf\n3 2\ninf\n", 6, "3x2, scale inf"), (b"Pf\n3 2\nnan\n", 6, "3x2, scale nan")):
+        path = pfm("bad.pfm", header, values)
+        assert _error(read_pfm, path) == f"{path}: the PFM header says {says}"
+    # one pixel wide or high; a scale of exactly 1 (big-endian); rows stored bottom to top
+    assert read_pfm(pfm("col.pfm", b"Pf\n1 3\n-1\n", 3)).tolist() == [[2.0], [1.0], [0.0]]
+    assert read_pfm(pfm("row.pfm", b"Pf\n3 1\n1\n", 3, ">f4")).tolist() == [[0.0, 1.0, 2.0]]
+    # a line break after the values (some writers add one) is not a value; a whole value more is refused
+    assert read_pfm(pfm("nl.pfm", b"Pf\n3 2\n-1\n", tail=b"\n")).tolist() == [[3.0, 4.0, 5.0], [0.0, 1.0, 2.0]]
+    assert _error(read_pfm, pfm("long.pfm", b"Pf\n3 2\n-1\n", 7)).endswith(": truncated PFM (7 of 6 values)")
+    path = pfm("p5.pfm", b"P5 junk header\n")
+    assert _error(read_pfm, path) == f"{path}: not a single-channel PFM (header b'P5 junk ')"  # 8 bytes shown
+    # through read_depth_file: the reader's message without its own copy of the path, cut at 120 characters
+    path = pfm("short.pfm", b"Pf\n3 2\n-1\n", 4)
+    assert _error(read_depth_file, path) == f"{path}: unreadable depth file (truncated PFM (4 of 6 values))"
+    path = pfm("scale.pfm", b"Pf\n3 2\n" + b"\xff" * 63 + b"\n")
+    what = ("could not convert string to float: b'" + "\\xff" * 63)[:120]
+    assert _error(read_depth_file, path) == f"{path}: unreadable depth file ({what})"
+
+
+def test_pfm_header_lines_are_read_within_their_bounds(tmp_path):
+    # Bug found by #50: a scale line over 64 bytes was cut there and the rest of it read as the first value,
+    # shifting every value by its length (garbage returned, no error). A line without a break within its bound
+    # (16 bytes for the first, 64 for the others, the line break included) is now refused.
+    from depthforge.io.depth import read_pfm
+
+    d = np.array([[1.5, 2.0, 3.25], [4.0, 5.5, 6.0]], np.float32)
+    values = np.flipud(d).astype("<f4").tobytes()
+    lines = {"first": (b"Pf" + b" " * 13 + b"\n", b"Pf" + b" " * 14 + b"\n"),
+             "size": (b"3" + b" " * 61 + b"2\n", b"3" + b" " * 62 + b"2\n"),
+             "scale": (b"-1" + b" " * 61 + b"\n", b"-1" + b" " * 62 + b"\n")}
+    for name, (fits, over) in lines.items():
+        assert (len(fits), len(over)) == ((16, 17) if name == "first" else (64, 65))
+        for line, ok in ((fits, True), (over, False)):
+            header = {"first": b"Pf\n", "size": b"3 2\n", "scale": b"-1\n"} | {name: line}
+            path = tmp_path / f"{name}.pfm"
+            path.write_bytes(header["first"] + header["size"] + header["scale"] + values)
+            if ok:
+                assert np.array_equal(read_pfm(path), d), name
+            else:
+                assert _error(read_pfm, path) == (f"{path}: a PFM header line is unterminated or over its limit "
+                                                  "(16 bytes for the first, 64 for the others)"), name
+    (tmp_path / "cut.pfm").write_bytes(b"Pf\n3 2\n-1")  # the file ends in its header
+    assert "header line is unterminated" in _error(read_pfm, tmp_path / "cut.pfm")
+
+
+def _exr(path, window, depth):
+    import OpenEXR
+
+    with OpenEXR.File({"type": OpenEXR.scanlineimage, "dataWindow": window, "displayWindow": window},
+                      {"Z": np.ascontiguousarray(depth)}) as f:  # the bindings ignore a view's strides
+        f.write(str(path))
+    return path
+
+
+def test_exr_data_window_is_checked_against_the_pixel_limit_from_the_header(tmp_path, monkeypatch):
+    import struct
+
+    from depthforge.io.depth import read_depth_file
+
+    d = np.arange(9, dtype=np.float32).reshape(3, 3)
+    path = _exr(tmp_path / "off.exr", ((10, 20), (12, 22)), d)  # 3x3 pixels, not at the origin
+    monkeypatch.setattr("depthforge.io.images.MAX_PIXELS", 9)
+    assert read_depth_file(path).tolist() == d.tolist()  # exactly at the limit: read
+    monkeypatch.setattr("depthforge.io.images.MAX_PIXELS", 8)
+    assert _error(read_depth_file, path) == (f"{path}: the EXR header claims a 3x3 data window, over the "
+                                             "0-megapixel limit or empty; it was not read")
+    # one pixel wide, one pixel high: not empty
+    monkeypatch.setattr("depthforge.io.images.MAX_PIXELS", 100)
+    col = _exr(tmp_path / "col.exr", ((5, 0), (5, 2)), d[:, :1])
+    row = _exr(tmp_path / "row.exr", ((0, 7), (2, 7)), d[:1])
+    assert read_depth_file(col).tolist() == [[0.0], [3.0], [6.0]] and read_depth_file(row).tolist() == [[0, 1, 2]]
+    # a header claiming 2000x1000 pixels in a 400-byte file: refused from the header alone, the pixels never read
+    # (reading them fails: the file has none)
+    raw = path.read_bytes()
+    at = raw.index(b"dataWindow\x00box2i\x00") + len(b"dataWindow\x00box2i\x00") + 4  # after the size field
+    big = tmp_path / "big.exr"
+    big.write_bytes(raw[:at] + struct.pack("<4i", 10, 20, 2009, 1019) + raw[at + 16:])
+    monkeypatch.setattr("depthforge.io.images.MAX_PIXELS", 1_500_000)  # 1.5 megapixels, shown rounded: 2
+    assert _error(read_depth_file, big) == (f"{big}: the EXR header claims a 2000x1000 data window, over the "
+                                            "2-megapixel limit or empty; it was not read")
+    # a window inverted in x or in y alone: refused (by OpenEXR 3.5 itself when it opens the header)
+    for x0, y0, x1, y1 in ((12, 20, 10, 22), (10, 22, 12, 20)):
+        bad = tmp_path / "inverted.exr"
+        bad.write_bytes(raw[:at] + struct.pack("<4i", x0, y0, x1, y1) + raw[at + 16:])
+        assert _error(read_depth_file, bad).startswith(f"{bad}: "), (x0, y0, x1, y1)
+
+
+def test_exr_without_a_single_channel_or_a_reader_failing_without_words(tmp_path, monkeypatch):
+    import OpenEXR
+
+    from depthforge.io.depth import read_depth_file
+
+    d = np.ones((3, 3), np.float32)
+    rgb = tmp_path / "rgb.exr"  # R, G and B only: the bindings hand them over as one (H, W, 3) channel
+    with OpenEXR.File({"type": OpenEXR.scanlineimage}, {"R": d, "G": d, "B": d}) as f:
+        f.write(str(rgb))
+    assert _error(read_depth_file, rgb) == (f"{rgb}: unreadable depth file (channel RGB is not a single-channel "
+                                            "image ((3, 3, 3)))")
+
+    def out_of_memory(*args, **kwargs):  # a C library's failure that says nothing: named by its type
+        raise MemoryError()
+
+    monkeypatch.setattr(OpenEXR, "File", out_of_memory)
+    assert _error(read_depth_file, rgb) == f"{rgb}: unreadable depth file (MemoryError)"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_view_of_a_depth_map_is_written_as_its_values(fmt, tmp_path):
+    # Bug found by #50: write_depth handed a non-contiguous view (a crop, a transpose) to the OpenEXR bindings,
+    # which wrote the memory under it, not its values
+    d = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for name, view in (("crop", d[:, 1:3]), ("turned", d.T)):
+        path, _ = write_depth(tmp_path / name, view, fmt, scale=1.0)
+        assert read_depth(path)[0].tolist() == view.tolist(), name
+
+
+def _npy(shape, descr="<f4", data=b"") -> bytes:
+    """A version 1.0 .npy file whose header claims ``shape``, followed by ``data``."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data
+
+
+def test_npy_header_size_checks_versions_and_zero_d_arrays(tmp_path):
+    from numpy.lib import format as npy
+
+    from depthforge.io.depth import read_npy_depth
+
+    d = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with open(tmp_path / "v2.npy", "wb") as f:  # version 2.0 (a 4-byte header length)
+        npy.write_array(f, d, version=(2, 0))
+    assert read_npy_depth(tmp_path / "v2.npy").tolist() == d.tolist()
+    np.save(tmp_path / "cut.npy", d)
+    raw = (tmp_path / "cut.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(raw[:-1])  # one byte less than the header's 24
+    fix = "; save it with numpy.save as a float array (or pass data.skip_invalid=true)"
+    for name, data, claims in (
+            ("cut.npy", raw[:-1], "(2, 3) float32 (24 bytes) but the file holds 23"),
+            ("half.npy", _npy((4, 4), "<f8", bytes(64)), "(4, 4) float64 (128 bytes) but the file holds 64"),
+            # 2^64 values: counted in float64, not wrapped to 0 in int64
+            ("huge.npy", _npy((2 ** 32, 2 ** 32)),
+             "(4294967296, 4294967296) float32 (73786976294838206464 bytes) but the file holds 0")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert _error(read_npy_depth, path) == f"{path}: unreadable .npy depth (its header claims {claims}){fix}"
+    np.save(tmp_path / "scalar.npy", np.float64(2.5))  # a 0-d array: one value, read, then refused by its shape
+    assert _error(read_npy_depth, tmp_path / "scalar.npy") == (f"{tmp_path / 'scalar.npy'}: depth must be a numeric "
+                                                              "HxW array, got dtype float64 shape ()")
+
+
+def test_sidecar_and_scale_refusals_say_exactly_what_is_wrong(tmp_path):
+    from depthforge.io import read_sidecar
+    from depthforge.io.depth import read_depth_file
+
+    again = "; delete it or write it again with depthforge predict"
+    side = tmp_path / "a.npy.json"
+    side.write_text(" " * 1000 + "{x")  # JSON's message is cut at 80 characters
+    assert _error(read_sidecar, tmp_path / "a.npy") == (
+        f"{side}: not a JSON sidecar (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 "
+        f"column 1002 (char 1001){again}")  # its own ")" cut
+    side.write_text("[1.0]")
+    assert _error(read_sidecar, tmp_path / "a.npy") == f"{side}: a sidecar is a JSON object, got a list{again}"
+    for scale, shown in ((0, "0"), (-1.0, "-1.0"), ("Infinity", "inf"), ("NaN", "nan"), ('"mm"', "mm"),
+                         ("null", "None"), ("[2]", "[2]"), ('"' + "x" * 50 + '"', "x" * 40)):
+        side.write_text(f'{{"scale": {scale}}}')
+        assert _error(read_depth, tmp_path / "a.npy") == (f"{tmp_path / 'a.npy'}.json: 'scale' must be a number over "
+                                                         f"0 (metres = value / scale), got {shown!r}"), scale
+    (tmp_path / "junk.png").write_text("not a png")  # Pillow's own words, quoted
+    assert _error(read_depth_file, tmp_path / "junk.png") == (
+        f"{tmp_path / 'junk.png'}: unreadable depth PNG (cannot identify image file {str(tmp_path / 'junk.png')!r}); "
+        "re-export it as 16-bit PNG")
+
+
+def test_a_sidecar_is_read_as_utf_8_whatever_the_locale(tmp_path):
+    import locale
+
+    from depthforge.io import read_sidecar
+
+    (tmp_path / "d.npy.json").write_text(json.dumps({"model": "Tiefe \u00e4\u00f6\u00fc"}, ensure_ascii=False),
+                                         encoding="utf-8")
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: open() without an encoding would fail here
+    try:
+        assert read_sidecar(tmp_path / "d.npy") == {"model": "Tiefe \u00e4\u00f6\u00fc"}
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)

@@ -197,3 +197,65 @@ def test_glb_is_thinned_to_max_points_and_turned_to_gltf_axes(tmp_path):
     assert np.asarray(cloud.vertices).tolist() == [[0.0, -1.0, -2.0], [9.0, -10.0, -11.0]]
     assert np.asarray(cloud.colors).tolist() == [[0, 1, 2, 255], [9, 10, 11, 255]]
     assert len(next(iter(trimesh.load(write_glb(tmp_path / "all.glb", pts, cols)).geometry.values())).vertices) == 5
+
+
+# ---- #50: the boundaries of each check and the exact refusals (the mutants that survived) ----
+
+POINT_REFUSAL = "is not x,y,metres (pixel column, pixel row, distance > 0 in metres), e.g. 120,80,3.5"
+
+
+def test_a_point_is_whole_pixels_from_0_and_a_finite_distance_over_0():
+    from depthforge.geometry.calibration import parse_point
+
+    assert parse_point("0,0,0.5") == (0, 0, 0.5)  # the first pixel, under a metre
+    assert parse_point(" 3 , 4.0 , 1e-3 ") == (3, 4, 0.001)
+    for bad in ("-1,5,2", "5,-1,2", "1,2,0", "1,2,-0.5", "1,2,inf", "1,2,nan", "1.5,2,3", "1,2.5,3", "1e400,2,3",
+                "1,2", "1,2,3,4", "a,b,c", "1,2,3," + "x" * 100):
+        with pytest.raises(DataError) as err:
+            parse_point(bad)
+        assert str(err.value) == f"{bad[:80]!r} {POINT_REFUSAL}", bad  # the text quoted, cut at 80 characters
+
+
+def test_points_file_rows_blank_lines_and_refusals(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("x,y,metres\n1,2,3\n   \n,,\n , \n4,5,6.5\n")  # blank lines, however written, are skipped
+    assert read_points(path) == [(1, 2, 3.0), (4, 5, 6.5)]
+    path.write_text("1,2\n4,5,6.5\n")  # a first row with digits is a bad point, not a header
+    with pytest.raises(DataError) as err:
+        read_points(path)
+    assert str(err.value) == f"{path}: line 1: '1,2' {POINT_REFUSAL}"
+    path.write_bytes(b'x,y,metres\n"1\r\n",2,oops\n')  # a refused row is quoted as the file holds it
+    with pytest.raises(DataError) as err:
+        read_points(path)
+    assert str(err.value) == f"{path}: line 2: '1\\r\\n,2,oops' {POINT_REFUSAL}"
+    path.write_bytes(b"x,y,metres\n" + b"1,2,3\n" * 200 + b"# \xf0\x9f!\n")  # not UTF-8: the decoder's words, cut
+    with pytest.raises(DataError) as err:
+        read_points(path)
+    assert str(err.value) == (f"{path}: not a UTF-8 CSV of x,y,metres rows (UnicodeDecodeError: 'utf-8' codec can't "
+                              "decode bytes in position 1213-1214: invalid continuation byt)")
+
+
+def test_a_points_file_is_read_as_utf_8_whatever_the_locale(tmp_path):
+    import locale
+
+    path = tmp_path / "p.csv"
+    path.write_text("x,y,metres\n# gemessen mit dem Ma\u00dfband\n1,2,3\n", encoding="utf-8")
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: open() without an encoding would fail here
+    try:
+        assert read_points(path) == [(1, 2, 3.0)]
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
+
+
+def test_exif_focal_length_is_taken_from_1_to_9999_mm(tmp_path):
+    for f35, found in ((1, True), (9999, True), (10_000, False), (0, False)):
+        img, exif = Image.new("RGB", (400, 300)), Image.Exif()
+        exif.get_ifd(0x8769)[0xA405] = f35
+        img.save(tmp_path / "e.jpg", exif=exif)
+        k = intrinsics_from_exif(tmp_path / "e.jpg", 400, 300)
+        if found:
+            assert k == Intrinsics(f35 / 36 * 400, f35 / 36 * 400, 199.5, 149.5,
+                                   f"EXIF 35mm-equivalent focal {f35} mm"), f35
+        else:
+            assert k is None, f35

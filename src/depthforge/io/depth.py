@@ -44,11 +44,16 @@ def write_pfm(path: Path, depth: np.ndarray) -> None:
 
 def read_pfm(path: Path) -> np.ndarray:
     with open(path, "rb") as f:
-        kind = f.readline(16).strip()
+        header = [f.readline(16)]  # each to its line break, within a bound: a file without one is not read whole
+        kind = header[0].strip()
         if kind != b"Pf":
             raise ValueError(f"{shown(path)}: not a single-channel PFM (header {kind[:8]!r})")
-        w, h = map(int, f.readline(64).split())
-        scale = float(f.readline(64))
+        header += [f.readline(64), f.readline(64)]
+        if not all(line.endswith(b"\n") for line in header):  # a line cut at its bound would shift the values
+            raise ValueError(f"{shown(path)}: a PFM header line is unterminated or over its limit (16 bytes for the "
+                             "first, 64 for the others)")
+        w, h = map(int, header[1].split())
+        scale = float(header[2])
         if w <= 0 or h <= 0 or not np.isfinite(scale) or scale == 0:
             raise ValueError(f"{shown(path)}: the PFM header says {w}x{h}, scale {scale}")
         held = (path.stat().st_size - f.tell()) // 4
@@ -85,7 +90,7 @@ def write_depth(path: str | Path, depth: np.ndarray, fmt: str = "npy", scale: fl
         raise ValueError(f"unknown depth format '{fmt}'; use one of {FORMATS}")
     path = Path(path).with_suffix(SUFFIX[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
-    depth = np.asarray(depth, dtype=np.float32)
+    depth = np.ascontiguousarray(depth, dtype=np.float32)  # the OpenEXR bindings ignore a view's strides
     sidecar = {"units": "metres", "format": fmt, "shape": list(depth.shape),
                "value_range": [float(np.nanmin(depth)), float(np.nanmax(depth))], **(meta or {})}
     if fmt == "npy":
