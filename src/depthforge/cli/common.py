@@ -207,11 +207,11 @@ def add_source_options(p: argparse.ArgumentParser, default: str | None = None) -
     p.add_argument("--checkpoint", action="append",
                    help="a checkpoint; repeat it (--checkpoint A --checkpoint B) for their mean prediction "
                         f"(an ensemble){f'; default {default}' if default else ''}")
-    p.add_argument("--onnx", help="run an exported ONNX model or OpenVINO IR (.xml; fp32 or INT8) instead of a "
-                                  "checkpoint")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="--onnx: the runtime (default "
-                   "onnxruntime for .onnx, openvino for .xml; openvino needs the openvino extra; "
-                   "benchmarks/latency.py says which is faster)")
+    p.add_argument("--onnx", help="run an exported model instead of a checkpoint: ONNX, OpenVINO IR (.xml; fp32 or "
+                                  "INT8) or LiteRT (.tflite)")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino", "litert"], help="--onnx: the runtime (default "
+                   "onnxruntime for .onnx, openvino for .xml, litert for .tflite; openvino and litert need their "
+                   "extras; benchmarks/latency.py says which is faster)")
     p.add_argument("--threads", type=positive_int, help="--onnx: CPU threads (default: one per core)")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"],
                    help="--onnx with onnxruntime: graph optimisation level (default all)")
@@ -247,7 +247,8 @@ EXTRA_OF = {"gradio": "demo", "trimesh": "demo", "onnx": "export", "onnxruntime"
             "scipy": "marigold", "av": "video", "cv2": "video", "OpenEXR": "formats", "h5py": "formats",
             "mlflow": "mlflow", "wandb": "wandb", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
             "python_multipart": "serve",
-            "prometheus_client": "serve", "httpx": "serve"}
+            "prometheus_client": "serve", "httpx": "serve", "litert_torch": "litert", "ai_edge_litert": "litert",
+            "ai_edge_quantizer": "litert", "coremltools": "coreml"}
 
 
 def extra_message(err: ImportError) -> str | None:

@@ -15,6 +15,9 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--checkpoint", nargs="+", action="extend", help="one or more checkpoints")
     p.add_argument("--ensemble", action="store_true",
                    help="score the mean prediction of the --checkpoint models as one source")
+    p.add_argument("--onnx", nargs="+", action="extend", metavar="FILE",
+                   help="exported models, each scored through its runtime: .onnx (ONNX Runtime), .xml (OpenVINO), "
+                        ".tflite (LiteRT)")
     p.add_argument("--predictions", nargs="+", action="extend", help="folders of <stem>.npy predictions in metres")
     p.add_argument("--card", help="re-run a saved eval card (JSON) and compare with its recorded numbers")
     p.add_argument("--data", help="data root in any layout train accepts, detected (default: the checkpoint's own "
@@ -66,10 +69,14 @@ def run(args: argparse.Namespace) -> int:
     if args.sequence:
         return _sequences(args)
     checkpoints = [args.checkpoint] if args.ensemble else args.checkpoint or []
-    sources = (policed(args, [{"checkpoint": c, **sampling(args)} for c in checkpoints] + model_specs(args))
+    from depthforge.sources.loading import spec_from
+
+    sources = (policed(args, [{"checkpoint": c, **sampling(args)} for c in checkpoints] + model_specs(args)
+                       + [spec_from(f) for f in args.onnx or []])
                + [{"predictions": d} for d in args.predictions or []])
     if not sources:
-        raise UsageError("give --checkpoint CKPT..., --model SPEC..., --predictions DIR... or --card FILE")
+        raise UsageError("give --checkpoint CKPT..., --model SPEC..., --onnx FILE..., --predictions DIR... or --card "
+                         "FILE")
     crop = args.crop
     if crop and "," in crop:
         crop = [float(v) for v in crop.split(",")]

@@ -8,22 +8,51 @@ from pathlib import Path
 
 from depthforge.cli.common import UsageError, add_license_policy, positive_int, subparser
 
-QAT_TOL = 0.02  # a QAT checkpoint's parity tolerance, as a share of data.max_depth
+QAT_TOL = 0.02  # a QAT checkpoint's parity tolerance, as a share of data.max_depth (and LiteRT INT8's)
+FORMATS = ("onnx", "openvino", "litert", "coreml", "web", "torch")
+APP_FORMATS = ("litert", "coreml", "web")  # written by _export_app
+ORT_WEB_VERSION = "1.30.0"  # depthforge.export.web's (not imported here: the parser stays light)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"144x256"`` -> (144, 256): height x width, each at least 16."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': give height x width in pixels, e.g. 480x640") from None
+    if min(h, w) < 16 or h * w > 50_000_000:
+        raise argparse.ArgumentTypeError(f"'{text}': each side at least 16 pixels, at most 50 megapixels")
+    return h, w
+
 
 def add_parser(sub, parents: list) -> None:
-    p = subparser(sub, "export", parents, "export a checkpoint to ONNX or torch.export, with a parity check")
+    p = subparser(sub, "export", parents, "export a checkpoint to ONNX, OpenVINO, LiteRT, Core ML, a web page or "
+                                          "torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by depthforge train")
     add_license_policy(p)
-    p.add_argument("--format", default="onnx", choices=["onnx", "openvino", "torch"],
+    p.add_argument("--format", default="onnx", choices=list(FORMATS),
                    help="onnx (ONNX Runtime, OpenVINO), openvino (IR .xml + .bin: OpenVINO's own format; with "
-                        "--quantize int8 or a QAT checkpoint, the INT8 its CPU plugin runs fastest) or torch (.pt2)")
-    p.add_argument("--out", required=True, help="output path (suffix .onnx / .xml / .pt2 is set)")
+                        "--quantize int8 or a QAT checkpoint, the INT8 its CPU plugin runs fastest), litert (.tflite: "
+                        "Android, embedded Linux), coreml (.mlpackage: iPhone, Mac), web (a folder: a page that runs "
+                        "the model in the browser) or torch (.pt2). onnx, litert, coreml and web take the photo as it "
+                        "is (RGB / 255) and give metres at its size: docs/mobile.md")
+    p.add_argument("--out", required=True, help="output path (suffix .onnx / .xml / .tflite / .mlpackage / .pt2 is "
+                                                "set; web: a folder)")
+    p.add_argument("--input-size", type=parse_size, metavar="HxW",
+                   help="litert, coreml: the fixed input size (height x width) the app feeds, resized to the "
+                        "training geometry inside the model (default: the training images' size when the config "
+                        "says it: data.crop, data.random_crop, the embedded scenes, the challenge's 144x256)")
+    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16",
+                   help="coreml: fp16 (what the Neural Engine runs; the default) or fp32")
+    p.add_argument("--ort-web", metavar="DIR", help="web: an unpacked onnxruntime-web package (or its .tgz) to "
+                   f"bundle (default: onnxruntime-web {ORT_WEB_VERSION} from the npm registry through npm, cached)")
     p.add_argument("--tol", type=float, help="largest allowed |exported - eager| in metres (default: 1e-5 of the "
                                              "model's data.max_depth at the 99th percentile and 1e-4 of it at the "
                                              "worst pixel, what float32 can promise; a QAT checkpoint's INT8 file: "
                                              "2 %% of data.max_depth, as runtimes round INT8 a little differently)")
     p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (--format onnx: ONNX Runtime's "
-                   "quantisation; --format openvino: NNCF's), scored against the fp32 export on the model's val split")
+                   "quantisation; --format openvino: NNCF's, both scored against the fp32 export on the model's val "
+                   "split; --format litert: LiteRT's dynamic-range INT8, INT8 weights)")
     p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
                                                              "as <out stem>.fp32.onnx (.xml)")
     p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
@@ -57,10 +86,27 @@ def add_parser(sub, parents: list) -> None:
 def run(args: argparse.Namespace) -> int:
     from depthforge.cli.common import require_extra
 
-    if args.format == "onnx":  # before anything is loaded or written
+    if args.format in ("onnx", "web"):  # before anything is loaded or written
         require_extra("export", "onnx", "onnxruntime")
     elif args.format == "openvino":
         require_extra("openvino", "openvino", *(["nncf"] if args.quantize else []))
+    elif args.format == "litert":
+        require_extra("litert", "litert_torch", "ai_edge_litert", *(["ai_edge_quantizer"] if args.quantize else []))
+    elif args.format == "coreml":
+        require_extra("coreml", "coremltools")
+    if args.format == "web":  # found (or fetched with npm) before the model is loaded
+        from depthforge.export.web import OrtWebError, find_ort_web
+
+        try:
+            args.ort_web = find_ort_web(args.ort_web)
+        except OrtWebError as err:
+            raise UsageError(str(err)) from None
+    if args.quantize and args.format in ("coreml", "web"):
+        raise UsageError(f"--quantize int8: --format {args.format} has none here (coreml: --precision fp16 halves "
+                         "the file; web: export --format onnx --quantize int8 for ONNX Runtime)")
+    if args.input_size and args.format not in ("litert", "coreml"):
+        raise UsageError("--input-size is for --format litert and coreml (fixed-size files); onnx and web take "
+                         "any size")
     from depthforge.export import export_checked, parity_limits, remove_export
     from depthforge.export.quantize import set_metadata
     from depthforge.sources import load_checkpoint
@@ -91,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.checkpoint}: a QAT checkpoint exports as INT8 by itself; drop --quantize")
     if args.tol is None and qat:
         args.tol = QAT_TOL * cfg.data.max_depth
+    if args.format in APP_FORMATS:
+        return _export_app(args, model, cfg, licenses)
     out = Path(args.out)
     if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
         out = out.with_suffix(".xml" if args.format == "openvino" else ".onnx")
@@ -106,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.format} yet ({type(err).__name__}: {str(err).splitlines()[0][:80]}); run it with "
                          "depthforge predict --checkpoint, or export a depthforge recipe") from None
     carried = {"depthforge_licenses": json.dumps(licenses)}  # the INT8 file is made from this one: it inherits them
+    if args.format == "onnx":  # the caller's facts, with the licences
+        from depthforge.export.app import IO_KEY, facts_json, model_facts
+
+        carried[IO_KEY] = facts_json(model_facts(cfg, None, "onnx", licenses))
     if args.format != "torch":
         set_metadata(path, carried)
     kind = "fp32, " if args.quantize else "INT8 (QAT), " if qat and args.format != "torch" else ""
@@ -163,4 +215,76 @@ def _quantize(args: argparse.Namespace, cfg, fp32: Path, out: Path) -> int:
             print(f"int8 vs fp32 depth on {d['n']} {name}: mean |difference| {d['mean_abs_m']:.3g} m "
                   f"({100 * d['mean_rel']:.2f} %), 99th percentile {d['p99_abs_m']:.3g} m, largest "
                   f"{d['max_abs_m']:.3g} m")
+    return 0
+
+
+def default_input_size(cfg) -> tuple[int, int] | None:
+    """The training images' size where the config states it, else None."""
+    for size in (cfg.data.crop, cfg.data.random_crop):
+        if size:
+            return tuple(size)
+    if cfg.data.name == "synthetic":
+        return cfg.data.synthetic.height, cfg.data.synthetic.width
+    if cfg.data.name == "challenge":
+        return 144, 256
+    return None
+
+
+def _export_app(args: argparse.Namespace, model, cfg, licenses: list[dict]) -> int:
+    """LiteRT, Core ML and the web folder: the end-to-end model (`depthforge.export.app`), checked."""
+    import tempfile
+
+    from depthforge.export.app import IO_KEY, EndToEnd, facts_json, model_facts
+    from depthforge.export.onnx import check_parity, parity_limits, remove_export
+
+    size = args.input_size or (default_input_size(cfg) if args.format != "web" else None)
+    if args.format != "web" and size is None:
+        raise UsageError(f"{args.checkpoint}: its config does not say the training images' size; give --input-size "
+                         "HxW, the size your app will feed (a camera preview's, e.g. 480x640)")
+    extra = {"precision": args.precision} if args.format == "coreml" else {}
+    if args.quantize:
+        extra["quantization"] = "dynamic-range INT8 (INT8 weights)"
+    facts = model_facts(cfg, size, args.format, licenses, **extra)
+    entries = {"depthforge_licenses": json.dumps(licenses), IO_KEY: facts_json(facts)}
+    out = Path(args.out)
+    if args.format == "coreml":
+        from depthforge.export.coreml import check_coreml, export_coreml
+
+        path = export_coreml(model, cfg, out, size, args.precision, entries)
+        try:
+            found = check_coreml(path, model)
+        except BaseException:
+            remove_export(path)
+            raise
+        print(f"{path}: Core ML ML program, {args.precision}, input {size[1]}x{size[0]} RGB image; checked here: the "
+              f"spec loads, {found['convolutions']} convolutions with PyTorch's weight shapes, the depth head's weights "
+              "equal; not run (Core ML runs only on Apple systems)")
+        return 0
+    reference = EndToEnd(model, cfg, size).eval()
+    tol = args.tol if args.tol is not None else (QAT_TOL * cfg.data.max_depth if args.quantize else None)
+    p99_limit, max_limit = parity_limits(cfg.data.max_depth, tol)
+    if args.format == "litert":
+        from depthforge.export.litert import LiteRTModel, export_litert
+
+        path = export_litert(model, cfg, out, size, args.quantize, entries)
+        try:
+            diff = check_parity(reference, LiteRTModel(path), (size,), tol, cfg.data.max_depth)
+        except BaseException:
+            remove_export(path)
+            raise
+        kind = "INT8 (dynamic range), " if args.quantize else ""
+        print(f"{path}: LiteRT, {kind}input {size[1]}x{size[0]} NHWC; max |exported - eager| = {diff:.3g} m (limits: "
+              f"{max_limit:.3g} m max, {p99_limit:.3g} m at the 99th percentile)")
+        return 0
+    from depthforge.export.onnx import OnnxModel, PARITY_SIZES, export_onnx
+    from depthforge.export.quantize import set_metadata
+    from depthforge.export.web import write_web
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = export_onnx(model, Path(tmp) / "model.onnx", cfg)
+        set_metadata(onnx_file, entries)
+        diff = check_parity(EndToEnd(model, cfg).eval(), OnnxModel(onnx_file), PARITY_SIZES, tol, cfg.data.max_depth)
+        folder = write_web(out, onnx_file, facts, args.ort_web)
+    print(f"{folder}: index.html, model.onnx (max |exported - eager| = {diff:.3g} m), ONNX Runtime Web in ort/; serve "
+          f"it (python -m http.server -d {folder}) and open http://localhost:8000/")
     return 0

@@ -28,7 +28,7 @@ def source_name(source: dict) -> str:
         prefix, _, where = str(source["model"]).partition(":")
         return f"{prefix}-{Path(where).name or where}"
     if "onnx" in source:
-        return Path(source["onnx"]).stem
+        return Path(source["onnx"]).name  # m.onnx and m.tflite side by side stay apart
     if "checkpoint" not in source:
         return Path(source["predictions"]).name
     paths = [Path(p) for p in checkpoint_paths(source)]

@@ -29,22 +29,31 @@ class ParityError(AssertionError):
 
 
 def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, opset: int = 17) -> Path:
-    """Write an ONNX graph with dynamic N/H/W (TorchScript-based exporter: no onnxscript dependency)."""
+    """Write an ONNX graph with dynamic N/H/W (TorchScript-based exporter: no onnxscript dependency).
+
+    With ``cfg`` the graph is end to end (`depthforge.export.app.EndToEnd`: the photo at any size in, metres at its
+    size out, the training geometry's resize inside) and carries the config and the caller's facts
+    (``depthforge_model``); without, it is the bare network (fed at the training geometry)."""
     import onnx
 
+    from depthforge.export.app import IO_KEY, EndToEnd, facts_json, model_facts
     from depthforge.export.qat import qdq_export, quantizers
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     qat = bool(quantizers(model)) and qdq_export(model)  # a QAT model: its quantisers as QuantizeLinear pairs
+    # a model trained at native size runs at the photo's own: its end-to-end graph is the network, names unchanged
+    graph = EndToEnd(model, cfg).eval() if cfg is not None and cfg.data.resize_short else model
     x = torch.rand(1, 3, *PARITY_SIZES[0])
     dyn = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter warns about traced shape arithmetic it handles correctly
-        torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["depth"],
+        torch.onnx.export(graph, (x,), str(path), input_names=["image"], output_names=["depth"],
                           dynamic_axes={"image": dyn, "depth": dyn}, opset_version=opset, dynamo=False)
-    entries = {"depthforge_config": json.dumps(cfg.to_dict())} if cfg is not None else {}
+    entries = {}
+    if cfg is not None:
+        entries = {"depthforge_config": json.dumps(cfg.to_dict()), IO_KEY: facts_json(model_facts(cfg, None, "onnx"))}
     if qat:
         entries["depthforge_qat"] = json.dumps({"quantizers": qat, "format": "QDQ (NNCF, trained ranges)"})
     if entries:
@@ -96,7 +105,7 @@ def save_ir(ir, path: str | Path) -> Path:
 
 
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = ("onnxruntime", "openvino", "litert")
 
 
 def onnx_config(path: str | Path) -> Config | None:
@@ -111,6 +120,8 @@ class _Runner:
     """What every exported-model runner shares: behaves like an eager model in eval mode on the CPU."""
 
     config: Config | None
+    end_to_end: bool = False  # the file resizes to its training geometry itself (`depthforge.export.app`)
+    path: str | None = None
 
     def eval(self):
         return self
@@ -140,6 +151,8 @@ class OnnxModel(_Runner):
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         self.config = load_config(base=json.loads(meta["depthforge_config"])) if "depthforge_config" in meta else None
+        self.path = str(path)
+        self.end_to_end = "depthforge_model" in meta  # resizes inside itself: fed the photo as it is
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.session.run(None, {"image": x.detach().cpu().float().numpy()})[0]
@@ -183,6 +196,7 @@ class OpenVINOModel(_Runner):
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.config = onnx_config(path)
+        self.path, self.end_to_end = str(path), "depthforge_model" in meta  # as OnnxModel
 
     @classmethod
     def of(cls, compiled, config: Config | None = None) -> OpenVINOModel:
@@ -200,7 +214,17 @@ def onnx_runner(path: str | Path, backend: str | None = None, threads: int | Non
                 opt_level: str = "all") -> _Runner:
     """An exported ONNX file (or OpenVINO IR ``.xml``) ready to run on the CPU with ``backend`` (one of
     `BACKENDS`; default: openvino for a ``.xml`` file, else onnxruntime)."""
-    backend = backend or ("openvino" if Path(path).suffix == ".xml" else "onnxruntime")
+    suffix = Path(path).suffix
+    if suffix == ".tflite" or backend == "litert":
+        if suffix != ".tflite":
+            raise ValueError(f"{path}: --backend litert runs LiteRT files (.tflite: depthforge export --format litert)")
+        from depthforge.export.litert import LiteRTModel
+
+        return LiteRTModel(path, threads)
+    if suffix == ".mlpackage":
+        raise ValueError(f"{path}: a Core ML package runs only on Apple systems (Core ML); here, run the checkpoint "
+                         "it was exported from, or its ONNX or LiteRT export")
+    backend = backend or ("openvino" if suffix == ".xml" else "onnxruntime")
     if Path(path).suffix == ".xml" and backend != "openvino":
         raise ValueError(f"{path}: an OpenVINO IR; run it with --backend openvino (ONNX Runtime reads .onnx files)")
     if backend == "onnxruntime":
@@ -281,10 +305,13 @@ def export_checked(model: nn.Module, cfg: Config, out: str | Path, fmt: str = "o
     """``out`` as ONNX (``.onnx``, the config inside), OpenVINO IR (``.xml``) or torch.export (``.pt2``), and the
     parity check's max |exported - eager| (a `ParityError` over :func:`parity_limits` for the model's
     ``data.max_depth``, or over ``tol`` metres). A file that fails its check is removed."""
+    from depthforge.export.app import EndToEnd
+
     out = Path(out)
+    reference = model
     if fmt == "onnx":
         path = export_onnx(model, out.with_suffix(".onnx"), cfg)
-        runner, sizes = (lambda: OnnxModel(path)), PARITY_SIZES
+        runner, sizes, reference = (lambda: OnnxModel(path)), PARITY_SIZES, EndToEnd(model, cfg).eval()
     elif fmt == "openvino":
         path = export_openvino(model, out, cfg)
         runner, sizes = (lambda: OpenVINOModel(path)), PARITY_SIZES
@@ -295,14 +322,20 @@ def export_checked(model: nn.Module, cfg: Config, out: str | Path, fmt: str = "o
     else:
         raise ValueError(f"export format '{fmt}': choose onnx, openvino or torch")
     try:
-        return path, check_parity(model, runner(), sizes, tol, cfg.data.max_depth)
+        return path, check_parity(reference, runner(), sizes, tol, cfg.data.max_depth)
     except BaseException:
         remove_export(path)
         raise
 
 
 def remove_export(path: Path) -> None:
-    """An exported file and what belongs to it (an OpenVINO IR's ``.bin``)."""
+    """An exported file and what belongs to it (an OpenVINO IR's ``.bin``), or an exported folder (a Core ML
+    package, a web page's folder)."""
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+        return
     path.unlink(missing_ok=True)
     if path.suffix == ".xml":
         path.with_suffix(".bin").unlink(missing_ok=True)

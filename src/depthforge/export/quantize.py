@@ -57,6 +57,8 @@ class _Reader:
 
 def set_metadata(path: Path, entries: dict[str, str]) -> None:
     """Add or replace metadata entries (JSON strings) of an ONNX file, or the runtime info of an OpenVINO IR."""
+    if Path(path).suffix in (".tflite", ".mlpackage"):
+        raise ValueError(f"{path}: LiteRT and Core ML files get their metadata when they are written")
     if Path(path).suffix == ".xml":
         import openvino as ov
 
@@ -85,9 +87,10 @@ def decoder_nodes(path: str | Path) -> list[str]:
     import onnx
 
     nodes = onnx.load(str(path)).graph.node
-    if not any(n.name.startswith("/encoder/") for n in nodes):
+    encoder = ("/encoder/", "/model/encoder/")  # the network alone, or inside the end-to-end graph's resizes
+    if not any(n.name.startswith(encoder) for n in nodes):
         raise ValueError(f"{path}: no node named /encoder/...; export it with depthforge export to keep the names")
-    return [n.name for n in nodes if not n.name.startswith("/encoder/")]
+    return [n.name for n in nodes if not n.name.startswith(encoder)]
 
 
 def end_nodes(path: str | Path) -> list[str]:
@@ -198,7 +201,16 @@ def record_accuracy(path: str | Path, fp32: dict, int8: dict, protocol: str, spl
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The depthforge entries of an ONNX file's metadata (or an OpenVINO IR's runtime info), decoded."""
+    """The depthforge entries of an ONNX file's metadata (an OpenVINO IR's runtime info, a LiteRT file's metadata
+    table, a Core ML package's user-defined metadata), decoded."""
+    if Path(path).suffix == ".tflite":
+        from depthforge.export.litert import read_tflite_metadata
+
+        return read_tflite_metadata(path)
+    if Path(path).suffix == ".mlpackage":
+        from depthforge.export.coreml import read_coreml_metadata
+
+        return read_coreml_metadata(path)
     if Path(path).suffix == ".xml":
         import openvino as ov
 

@@ -33,7 +33,7 @@ def predict_native(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, 
       resized back. ``flip`` and ``scales`` together cost ``2 * len(scales)`` passes.
     """
     scales = check_scales(scales)
-    x = model_input(image, data_cfg)
+    x = network_input(model, image, data_cfg, scales)
     total = None
     for s in scales:
         if min(int(d * s) for d in x.shape[-2:]) < 1:
@@ -60,6 +60,20 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
                          ) from None
 
 
+def network_input(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, scales: tuple[float, ...]
+                  ) -> torch.Tensor:
+    """What ``model`` is fed for ``image``: the training geometry (`model_input`), or the image as it is for an
+    exported file that resizes inside itself (``end_to_end``: `depthforge.export.app.EndToEnd`; the same image
+    when the model was trained at native size), which then runs one scale only if it resizes."""
+    if not getattr(model, "end_to_end", False):
+        return model_input(image, data_cfg)
+    if tuple(scales) != (1.0,) and data_cfg.resize_short:  # the file would resize a scaled input right back
+        raise ValueError(f"{getattr(model, 'path', 'this exported model')} resizes to its training geometry inside "
+                         "itself, so it runs at one scale: drop the TTA scales (--flip-tta still works), or run the "
+                         "checkpoint for multi-scale TTA")
+    return image
+
+
 def tta_spread(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip: bool = True,
                scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """Uncertainty from test-time augmentation: the standard deviation (metres, (N, 1, H, W) at input size) over
@@ -67,7 +81,7 @@ def tta_spread(model: nn.Module, image: torch.Tensor, data_cfg: DataConfig, flip
     scales = check_scales(scales)
     if len(scales) * (2 if flip else 1) < 2:
         raise ValueError("a TTA spread needs two or more passes: flip and/or several scales")
-    x = model_input(image, data_cfg)
+    x = network_input(model, image, data_cfg, scales)
     passes = []
     for s in scales:
         if min(int(d * s) for d in x.shape[-2:]) < 1:

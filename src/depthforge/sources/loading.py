@@ -181,6 +181,10 @@ def spec_from(where: str | Path | dict, **options: Any) -> dict:
         return {"onnx": text, **options}
     if path.suffix == ".xml":  # an OpenVINO IR (export --format openvino): the file format of that runtime only
         return {"onnx": text, "backend": "openvino", **options}
+    if path.suffix == ".tflite":  # a LiteRT file (export --format litert), run by the LiteRT interpreter
+        return {"onnx": text, "backend": "litert", **options}
+    if path.suffix == ".mlpackage":  # Core ML: refused by the runner, saying where it runs
+        return {"onnx": text, **options}
     if path.suffix == ".ckpt" or path.is_file():
         return {"checkpoint": text, **options}
     return {"model": f"depthforge:{text}", **options}  # a shared folder, or the Hub repo id of one
