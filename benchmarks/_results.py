@@ -23,6 +23,20 @@ def cpu_info() -> str:
     return f"{model}; {' '.join(f for f in ISA_FLAGS if f in flags) or 'no AVX2'}"
 
 
+def median_ms(fn, runs: int) -> float:
+    """Median time of one call of ``fn`` in milliseconds over ``runs`` calls, after one warm-up call."""
+    import statistics
+    import time
+
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def save_results(name: str, table: str, summary: dict, details: dict | None = None) -> Path:
     """Write ``<name>.json`` (summary + details) and ``<name>.md`` (table + summary); return the JSON path."""
     RESULTS.mkdir(parents=True, exist_ok=True)

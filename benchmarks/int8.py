@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from _results import save_results  # benchmarks/_results.py (scripts run from the repository root)
+from _results import median_ms, save_results  # benchmarks/_results.py (scripts run from the repository root)
 
 from depthforge.data import build_dataset
 from depthforge.evaluation import get_protocol
@@ -31,16 +29,6 @@ from depthforge.evaluation.report import evaluate_sources
 from depthforge.sources import load_checkpoint
 from depthforge.export.onnx import OnnxModel, OpenVINOModel, export_onnx
 from depthforge.export.quantize import quantize_onnx
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

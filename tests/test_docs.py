@@ -110,7 +110,8 @@ def check_command(words: list[str]) -> None:
                 assert named <= _extras(), f"{words}: no extra {sorted(named - _extras())}"
         return None
     if program.startswith("python"):
-        assert words[1:3] in (["-m", "venv"], ["-m", "pytest"]) or words[1].startswith("benchmarks/"), words
+        modules = (["-m", "venv"], ["-m", "pytest"], ["-m", "http.server"])  # http.server: serving a web export
+        assert words[1:3] in modules or words[1].startswith("benchmarks/"), words
         if words[1].startswith("benchmarks/"):
             assert (ROOT / words[1]).is_file(), f"{words[1]}: no such script"
         return None

@@ -139,6 +139,28 @@ def test_litert_is_scored_like_eager_and_int8_close_to_it(checkpoint, litert_fil
     assert list(runner.input["shape"]) == [1, 48, 64, 3]
 
 
+def _op_names(path) -> list[str]:
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    return [codes[max(model.OperatorCodes(graph.Operators(i).OpcodeIndex()).BuiltinCode(),
+                      model.OperatorCodes(graph.Operators(i).OpcodeIndex()).DeprecatedBuiltinCode())]
+            for i in range(graph.OperatorsLength())]
+
+
+def test_litert_weight_only_int8_dequantises_to_fp32_where_dynamic_range_computes_in_int8(litert_files, tmp_path):
+    from depthforge.export.litert import LiteRTModel, _quantize_int8
+
+    fp32, dynamic = litert_files
+    weights = tmp_path / "w.tflite"
+    weights.write_bytes(_quantize_int8(fp32.read_bytes(), weights_only=True))  # what --quantize int8-weights does
+    assert "DEQUANTIZE" in _op_names(weights) and "DEQUANTIZE" not in _op_names(dynamic)
+    assert weights.stat().st_size < 0.4 * fp32.stat().st_size
+    x = torch.rand(1, 3, 48, 64)
+    assert (LiteRTModel(weights)(x) - LiteRTModel(fp32)(x)).abs().max().item() < 0.02 * 20
+
+
 def test_litert_predicts_any_photo_size_through_the_api(litert_files, loaded):
     import depthforge
 

@@ -50,9 +50,10 @@ def add_parser(sub, parents: list) -> None:
                                              "model's data.max_depth at the 99th percentile and 1e-4 of it at the "
                                              "worst pixel, what float32 can promise; a QAT checkpoint's INT8 file: "
                                              "2 %% of data.max_depth, as runtimes round INT8 a little differently)")
-    p.add_argument("--quantize", choices=["int8"], help="write INT8 to --out (--format onnx: ONNX Runtime's "
-                   "quantisation; --format openvino: NNCF's, both scored against the fp32 export on the model's val "
-                   "split; --format litert: LiteRT's dynamic-range INT8, INT8 weights)")
+    p.add_argument("--quantize", choices=["int8", "int8-weights"], help="write INT8 to --out (--format onnx: ONNX "
+                   "Runtime's quantisation; --format openvino: NNCF's, both scored against the fp32 export on the "
+                   "model's val split; --format litert: LiteRT's dynamic-range INT8, or int8-weights: weight-only, "
+                   "INT8 weights computed in fp32)")
     p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
                                                              "as <out stem>.fp32.onnx (.xml)")
     p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             args.ort_web = find_ort_web(args.ort_web)
         except OrtWebError as err:
             raise UsageError(str(err)) from None
+    if args.quantize == "int8-weights" and args.format != "litert":
+        raise UsageError("--quantize int8-weights is LiteRT's weight-only INT8 (--format litert)")
     if args.quantize and args.format in ("coreml", "web"):
         raise UsageError(f"--quantize int8: --format {args.format} has none here (coreml: --precision fp16 halves "
                          "the file; web: export --format onnx --quantize int8 for ONNX Runtime)")
@@ -243,7 +246,9 @@ def _export_app(args: argparse.Namespace, model, cfg, licenses: list[dict]) -> i
                          "HxW, the size your app will feed (a camera preview's, e.g. 480x640)")
     extra = {"precision": args.precision} if args.format == "coreml" else {}
     if args.quantize:
-        extra["quantization"] = "dynamic-range INT8 (INT8 weights)"
+        from depthforge.export.litert import QUANTIZE
+
+        extra["quantization"] = QUANTIZE[args.quantize]
     facts = model_facts(cfg, size, args.format, licenses, **extra)
     entries = {"depthforge_licenses": json.dumps(licenses), IO_KEY: facts_json(facts)}
     out = Path(args.out)
@@ -257,8 +262,8 @@ def _export_app(args: argparse.Namespace, model, cfg, licenses: list[dict]) -> i
             remove_export(path)
             raise
         print(f"{path}: Core ML ML program, {args.precision}, input {size[1]}x{size[0]} RGB image; checked here: the "
-              f"spec loads, {found['convolutions']} convolutions with PyTorch's weight shapes, the depth head's weights "
-              "equal; not run (Core ML runs only on Apple systems)")
+              f"spec loads, {found['convolutions']} convolutions with PyTorch's weight shapes, the depth head's "
+              "weights equal; not run (Core ML runs only on Apple systems)")
         return 0
     reference = EndToEnd(model, cfg, size).eval()
     tol = args.tol if args.tol is not None else (QAT_TOL * cfg.data.max_depth if args.quantize else None)
@@ -272,7 +277,7 @@ def _export_app(args: argparse.Namespace, model, cfg, licenses: list[dict]) -> i
         except BaseException:
             remove_export(path)
             raise
-        kind = "INT8 (dynamic range), " if args.quantize else ""
+        kind = {"int8": "INT8 (dynamic range), ", "int8-weights": "INT8 weights, "}.get(args.quantize, "")
         print(f"{path}: LiteRT, {kind}input {size[1]}x{size[0]} NHWC; max |exported - eager| = {diff:.3g} m (limits: "
               f"{max_limit:.3g} m max, {p99_limit:.3g} m at the 99th percentile)")
         return 0

@@ -1,10 +1,10 @@
 """Core ML for iPhone, iPad and Mac: ``depthforge export --format coreml``.
 
-coremltools converts the end-to-end model (`depthforge.export.app.EndToEnd`, through torch.export: its static shapes leave no shape arithmetic) to an ML
-program (``.mlpackage``, iOS 16 / macOS 13 or later) at a fixed input size, fp16 (what the Neural Engine runs) or
-fp32. Its input is an image (``CVPixelBuffer`` / ``CGImage``, RGB, scaled by 1/255 inside the model), its output
-``depth`` an (1, 1, H, W) array of metres; the input description, the author, the licence and depthforge's facts
-are in the package's metadata.
+coremltools converts the end-to-end model (`depthforge.export.app.EndToEnd`, through torch.export: its static
+shapes leave no shape arithmetic) to an ML program (``.mlpackage``, iOS 16 / macOS 13 or later) at a fixed input
+size, fp16 (what the Neural Engine runs) or fp32. Its input is an image (``CVPixelBuffer`` / ``CGImage``, RGB,
+scaled by 1/255 inside the model), its output ``depth`` an (1, 1, H, W) array of metres; the input description,
+the author, the licence and depthforge's facts are in the package's metadata.
 
 Core ML runs only on Apple systems: on Linux coremltools converts and reads a package but cannot run it.
 `check_coreml` verifies what can be verified without a Mac (see its docstring); the numbers a Mac would produce are

@@ -4,7 +4,8 @@ Converted with ``litert-torch``, Google's maintained PyTorch-to-LiteRT converter
 MLIR passes: no ONNX or TensorFlow step whose operators could drift from torch's), from the end-to-end model
 (`depthforge.export.app.EndToEnd`) at a fixed input size, in the layout Android's bitmaps have (NHWC: RGB / 255 in,
 metres out at the same size). ``--quantize int8`` is LiteRT's dynamic-range INT8 (``ai-edge-quantizer``: INT8
-weights, activations quantised on the fly), the variant its CPU kernels (XNNPACK) run everywhere.
+weights, activations quantised on the fly: INT8 arithmetic), ``--quantize int8-weights`` weight-only INT8 (a
+quarter of the file, fp32 arithmetic); docs/benchmarks/mobile.md has what each costs in RMSE.
 
 The config, the caller's facts and the licences travel in the flatbuffer's own metadata table (read with
 `read_tflite_metadata`); `LiteRTModel` runs the file through the LiteRT interpreter (``ai-edge-litert``) for
@@ -23,7 +24,12 @@ from torch import nn
 
 from depthforge.config import Config, load_config
 
-QUANTIZE = ("int8",)
+# int8: dynamic range (INT8 weights, activations quantised on the fly: INT8 arithmetic); int8-weights: weight-only
+# (INT8 weights dequantised to fp32 when loaded: a quarter of the file, fp32 arithmetic and accuracy)
+QUANTIZE = {"int8": "dynamic-range INT8 (ai-edge-quantizer, dynamic, 8 bits): INT8 weights, activations quantised "
+                    "on the fly, fp32 I/O",
+            "int8-weights": "weight-only INT8 (ai-edge-quantizer, weight-only, 8 bits): INT8 weights computed in "
+                            "fp32, fp32 I/O"}
 
 
 def _tflite_schema():
@@ -53,14 +59,13 @@ def export_litert(model: nn.Module, cfg: Config, path: str | Path, input_size: t
     tmp = path.with_name(f".{path.stem}.tmp.tflite")
     edge.export(str(tmp))
     metadata = {"depthforge_config": json.dumps(cfg.to_dict()), **(entries or {})}
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ValueError(f"LiteRT quantisation '{quantize}': choose from {list(QUANTIZE)}")
     if quantize:
-        metadata["depthforge_quantization"] = json.dumps({"mode": "dynamic-range INT8 (ai-edge-quantizer "
-                                                                  "dynamic_wi8_afp32): INT8 weights, fp32 I/O"})
+        metadata["depthforge_quantization"] = json.dumps({"mode": quantize, "how": QUANTIZE[quantize]})
     data = with_metadata(tmp.read_bytes(), metadata)  # before quantising: the quantiser keeps the table
-    if quantize == "int8":
-        data = _quantize_int8(data)
-    elif quantize is not None:
-        raise ValueError(f"LiteRT quantisation '{quantize}': choose from {QUANTIZE}")
+    if quantize:
+        data = _quantize_int8(data, weights_only=quantize == "int8-weights")
     tmp.write_bytes(data)
     tmp.replace(path)
     return path
@@ -82,12 +87,13 @@ class ChannelsLast(nn.Module):
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "FULLY_CONNECTED")
 
 
-def _quantize_int8(data: bytes) -> bytes:
+def _quantize_int8(data: bytes, weights_only: bool = False) -> bytes:
     from ai_edge_quantizer import quantizer, recipe_manager
 
     manager = recipe_manager.RecipeManager()
+    add = manager.add_weight_only_config if weights_only else manager.add_dynamic_config
     for op in INT8_OPS:
-        manager.add_dynamic_config(regex=".*", operation_name=op, num_bits=8)
+        add(regex=".*", operation_name=op, num_bits=8)
     q = quantizer.Quantizer(bytearray(data))
     q.load_quantization_recipe(manager.get_quantization_recipe())
     return bytes(q.quantize().quantized_model)
