@@ -161,7 +161,7 @@ def test_litert_weight_only_int8_dequantises_to_fp32_where_dynamic_range_compute
     assert (LiteRTModel(weights)(x) - LiteRTModel(fp32)(x)).abs().max().item() < 0.02 * 20
 
 
-def test_litert_predicts_any_photo_size_through_the_api(litert_files, loaded):
+def test_litert_predicts_any_photo_size_through_the_api(litert_files, loaded, tmp_path):
     import depthforge
 
     model, _ = loaded
@@ -172,6 +172,10 @@ def test_litert_predicts_any_photo_size_through_the_api(litert_files, loaded):
         expected = F.interpolate(model(small), size=(96, 160), mode="bilinear", align_corners=False)[0, 0].numpy()
     assert lite.shape == (96, 160) and np.abs(lite - expected).max() < 1e-4
     assert expected.std() > 0.05
+    Image.fromarray(rgb).save(tmp_path / "photo.png")  # and the command line runs the same file the same way
+    assert main(["predict", "--onnx", str(litert_files[0]), str(tmp_path / "photo.png"), "--out",
+                 str(tmp_path / "out")]) == 0
+    assert np.abs(np.load(tmp_path / "out" / "photo.npy") - lite).max() < 1e-5
 
 
 def test_tflite_metadata_entries_are_replaced_not_repeated():
