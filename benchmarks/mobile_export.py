@@ -5,16 +5,17 @@ and on two real photos, with latency per image in the same run.
         --data DATA/DepthEstimationUnreal
 
 Formats, each exported as ``depthforge export`` writes it (the end-to-end graph: the photo as RGB / 255 in, metres
-out): ONNX (ONNX Runtime), LiteRT fp32, INT8 (dynamic range) and INT8 weights (weight-only; the LiteRT
-interpreter), the web folder (its
+out): ONNX (ONNX Runtime, and the same file through OpenVINO), LiteRT fp32, INT8 (dynamic range) and INT8
+weights (weight-only; the LiteRT interpreter), the web folder (its
 model.onnx run by ONNX Runtime Web in Debian's chromium, WebAssembly, one thread: the page is served without the
 COOP/COEP headers threads need), and Core ML fp16 / fp32 (converted and checked with `check_coreml`; Core ML runs
 only on Apple systems, so no numbers). Per format: max and 99th-percentile |exported - eager| over the pixels of the
 first ``--n`` val images and of each photo (scikit-image's ``coffee`` and ``chelsea``, real photographs: the
 dynamic-size formats take them at their own size; the fixed-size LiteRT files get them resized to the file's size,
 and eager PyTorch gets the same resized pixels), the challenge-protocol RMSE / SSIM over the whole val split and its
-change from eager, and latency per image at 144x256 (batch 1, median of ``--runs``) as a ratio to eager in the same
-run. Writes benchmarks/results/<--name>.{json,md}.
+change from eager, and latency per image at 144x256 (batch 1; five interleaved rounds of ``--runs`` / 5 calls per
+runner, the median of the round medians) as a ratio to eager in the same run.
+Writes benchmarks/results/<--name>.{json,md}.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from depthforge.data import build_dataset
 from depthforge.evaluation import get_protocol
 from depthforge.evaluation.report import evaluate_sources
 from depthforge.export.litert import LiteRTModel
-from depthforge.export.onnx import OnnxModel
+from depthforge.export.onnx import OnnxModel, OpenVINOModel
 from depthforge.predict.tta import predict_native
 from depthforge.sources import load_checkpoint
 
@@ -135,6 +136,7 @@ def main() -> None:
               "coreml-fp32": check_coreml(tmp / "f.mlpackage", model)}
     threads = torch.get_num_threads()
     runners = {"eager": model.eval(), "onnx": OnnxModel(tmp / "m.onnx", threads=threads),
+               "onnx-openvino": OpenVINOModel(tmp / "m.onnx", threads=threads),
                "litert-fp32": LiteRTModel(tmp / "m.tflite", threads),
                "litert-int8": LiteRTModel(tmp / "q.tflite", threads),
                "litert-int8-weights": LiteRTModel(tmp / "w.tflite", threads)}
@@ -175,24 +177,30 @@ def main() -> None:
     if browser:
         browser.close()
 
-    latency = {}
+    time.sleep(5)  # the browser's processes gone before anything is timed
+    # interleaved rounds (each runner a few calls per round, the median of the round medians): a shared machine's
+    # drift over the minutes of a run lands on every runner alike instead of on whichever ran at that moment
     x = torch.rand(1, 3, *size)
+    rounds: dict[str, list[float]] = {name: [] for name in runners}
     with torch.inference_mode():
-        for name, run in runners.items():
-            latency[name] = median_ms(lambda: run(x), args.runs)
+        for _ in range(5):
+            for name, run in runners.items():
+                rounds[name].append(median_ms(lambda: run(x), max(1, args.runs // 5)))
+    latency = {name: statistics.median(values) for name, values in rounds.items()}
     if web_ms:
         latency["web"] = statistics.median(web_ms)
     cards = evaluate_sources([{"checkpoint": ck}, {"onnx": str(tmp / "m.onnx"), "threads": threads},
+                              {"onnx": str(tmp / "m.onnx"), "backend": "openvino", "threads": threads},
                               {"onnx": str(tmp / "m.tflite"), "threads": threads},
                               {"onnx": str(tmp / "q.tflite"), "threads": threads},
                               {"onnx": str(tmp / "w.tflite"), "threads": threads}],
                              get_protocol("challenge"), args.data, "val", command="python " + " ".join(sys.argv))
-    scores = dict(zip(["eager", "onnx", "litert-fp32", "litert-int8", "litert-int8-weights"],
+    scores = dict(zip(["eager", "onnx", "onnx-openvino", "litert-fp32", "litert-int8", "litert-int8-weights"],
                       (c["metrics"] for c in cards)))
 
     rows = {}
-    for name in ["eager", "onnx", "litert-fp32", "litert-int8", "litert-int8-weights", "web", "coreml-fp16",
-                 "coreml-fp32"]:
+    for name in ["eager", "onnx", "onnx-openvino", "litert-fp32", "litert-int8", "litert-int8-weights", "web",
+                 "coreml-fp16", "coreml-fp32"]:
         row = {"export_s": export_s.get(name)}
         if name in diffs and diffs[name]:
             row["val"] = diff_stats(diffs[name])
