@@ -11,7 +11,6 @@ from depthforge.cli.common import UsageError, add_license_policy, positive_int, 
 QAT_TOL = 0.02  # a QAT checkpoint's parity tolerance, as a share of data.max_depth (and LiteRT INT8's)
 FORMATS = ("onnx", "openvino", "litert", "coreml", "web", "torch")
 APP_FORMATS = ("litert", "coreml", "web")  # written by _export_app
-ORT_WEB_VERSION = "1.30.0"  # depthforge.export.web's (not imported here: the parser stays light)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -45,7 +44,7 @@ def add_parser(sub, parents: list) -> None:
     p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16",
                    help="coreml: fp16 (what the Neural Engine runs; the default) or fp32")
     p.add_argument("--ort-web", metavar="DIR", help="web: an unpacked onnxruntime-web package (or its .tgz) to "
-                   f"bundle (default: onnxruntime-web {ORT_WEB_VERSION} from the npm registry through npm, cached)")
+                   "bundle (default: the pinned onnxruntime-web from the npm registry through npm, cached)")
     p.add_argument("--tol", type=float, help="largest allowed |exported - eager| in metres (default: 1e-5 of the "
                                              "model's data.max_depth at the 99th percentile and 1e-4 of it at the "
                                              "worst pixel, what float32 can promise; a QAT checkpoint's INT8 file: "
@@ -142,12 +141,18 @@ def run(args: argparse.Namespace) -> int:
         args.tol = QAT_TOL * cfg.data.max_depth
     if args.format in APP_FORMATS:
         return _export_app(args, model, cfg, licenses)
+    carried = {"depthforge_licenses": json.dumps(licenses)}  # the INT8 file is made from this one: it inherits them
+    if args.format == "onnx":  # the caller's facts, with the licences
+        from depthforge.export.app import IO_KEY, facts_json, model_facts
+
+        carried[IO_KEY] = facts_json(model_facts(cfg, None, "onnx", licenses))
     out = Path(args.out)
     if args.quantize:  # --out names what was asked for, the INT8 file; the fp32 one is an intermediate
         out = out.with_suffix(".xml" if args.format == "openvino" else ".onnx")
         fp32 = out.with_name(out.stem + ".fp32" + out.suffix)
     try:
-        path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol)
+        path, diff = export_checked(model, cfg, fp32 if args.quantize else out, args.format, args.tol,
+                                    carried if args.format == "onnx" else None)
     except (TypeError, RuntimeError) as err:
         if cfg.model.name != "hf":
             raise
@@ -156,12 +161,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.checkpoint}: a fine-tuned transformers model (model.name=hf) cannot be exported to "
                          f"{args.format} yet ({type(err).__name__}: {str(err).splitlines()[0][:80]}); run it with "
                          "depthforge predict --checkpoint, or export a depthforge recipe") from None
-    carried = {"depthforge_licenses": json.dumps(licenses)}  # the INT8 file is made from this one: it inherits them
-    if args.format == "onnx":  # the caller's facts, with the licences
-        from depthforge.export.app import IO_KEY, facts_json, model_facts
-
-        carried[IO_KEY] = facts_json(model_facts(cfg, None, "onnx", licenses))
-    if args.format != "torch":
+    if args.format == "openvino":  # an ONNX file has them from export_checked
         set_metadata(path, carried)
     kind = "fp32, " if args.quantize else "INT8 (QAT), " if qat and args.format != "torch" else ""
     p99_limit, max_limit = parity_limits(cfg.data.max_depth, args.tol)
@@ -281,14 +281,11 @@ def _export_app(args: argparse.Namespace, model, cfg, licenses: list[dict]) -> i
         print(f"{path}: LiteRT, {kind}input {size[1]}x{size[0]} NHWC; max |exported - eager| = {diff:.3g} m (limits: "
               f"{max_limit:.3g} m max, {p99_limit:.3g} m at the 99th percentile)")
         return 0
-    from depthforge.export.onnx import OnnxModel, PARITY_SIZES, export_onnx
-    from depthforge.export.quantize import set_metadata
+    from depthforge.export.onnx import export_checked
     from depthforge.export.web import write_web
 
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_file = export_onnx(model, Path(tmp) / "model.onnx", cfg)
-        set_metadata(onnx_file, entries)
-        diff = check_parity(EndToEnd(model, cfg).eval(), OnnxModel(onnx_file), PARITY_SIZES, tol, cfg.data.max_depth)
+        onnx_file, diff = export_checked(model, cfg, Path(tmp) / "model.onnx", "onnx", tol, entries)
         folder = write_web(out, onnx_file, facts, args.ort_web)
     print(f"{folder}: index.html, model.onnx (max |exported - eager| = {diff:.3g} m), ONNX Runtime Web in ort/; serve "
           f"it (python -m http.server -d {folder}) and open http://localhost:8000/")

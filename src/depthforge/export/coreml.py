@@ -133,16 +133,14 @@ def check_coreml(path: str | Path, model: nn.Module) -> dict:
     shapes = sorted(tuple(w.shape) for w in program_convs), sorted(tuple(w.shape) for w in torch_convs)
     assert shapes[0] == shapes[1], f"{path}: {len(program_convs)} convolutions, PyTorch has {len(torch_convs)}"
     tol = 0.0 if precision == "fp32" else 2.0 ** -11
-    matched = 0
-    for w in torch_convs:
-        for v in program_convs:
-            if v.shape == w.shape and np.all(np.abs(v.astype(np.float64) - w) <= tol * np.abs(w) + 1e-12):
-                matched += 1
-                break
+
+    def in_program(w: np.ndarray) -> bool:  # a PyTorch weight found in the program, to the package's precision
+        return any(v.shape == w.shape and np.all(np.abs(v.astype(np.float64) - w) <= tol * np.abs(w) + 1e-12)
+                   for v in program_convs)
+
+    matched = sum(in_program(w) for w in torch_convs)
     head = getattr(getattr(model, "head", None), "conv", None)
     if isinstance(head, nn.Conv2d):
-        w = head.weight.detach().numpy()
-        assert any(v.shape == w.shape and np.all(np.abs(v.astype(np.float64) - w) <= tol * np.abs(w) + 1e-12)
-                   for v in program_convs), f"{path}: the depth head's weights are not the PyTorch ones"
+        assert in_program(head.weight.detach().numpy()), f"{path}: the depth head's weights are not the PyTorch ones"
     return {"convolutions": len(program_convs), "weights_equal": matched, "precision": precision,
             "input_size": size, "spec_version": spec.specificationVersion}

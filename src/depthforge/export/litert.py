@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthforge.config import Config, load_config
+from depthforge.export.onnx import _Runner
 
 # int8: dynamic range (INT8 weights, activations quantised on the fly: INT8 arithmetic); int8-weights: weight-only
 # (INT8 weights dequantised to fp32 when loaded: a quarter of the file, fp32 arithmetic and accuracy)
@@ -143,7 +144,7 @@ def read_tflite_metadata(path: str | Path) -> dict:
     return found
 
 
-class LiteRTModel:
+class LiteRTModel(_Runner):
     """A .tflite file written by ``depthforge export --format litert``, run by the LiteRT interpreter: behaves like
     the other exported runners (RGB (N, 3, H, W) in [0, 1] in, metres (N, 1, H, W) out), end to end. The file
     has a fixed input size: other sizes are resized to it (antialiased bilinear) and the depth back, as an app
@@ -166,12 +167,6 @@ class LiteRTModel:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.size = tuple(int(d) for d in self.input["shape"][1:3])
-
-    def eval(self):
-        return self
-
-    def to(self, *_args, **_kwargs):
-        return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         size = tuple(x.shape[-2:])

@@ -28,12 +28,14 @@ class ParityError(AssertionError):
     """Exported and eager outputs differ by more than the tolerance."""
 
 
-def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, opset: int = 17) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, opset: int = 17,
+                entries: dict[str, str] | None = None) -> Path:
     """Write an ONNX graph with dynamic N/H/W (TorchScript-based exporter: no onnxscript dependency).
 
     With ``cfg`` the graph is end to end (`depthforge.export.app.EndToEnd`: the photo at any size in, metres at its
     size out, the training geometry's resize inside) and carries the config and the caller's facts
-    (``depthforge_model``); without, it is the bare network (fed at the training geometry)."""
+    (``depthforge_model``); without, it is the bare network (fed at the training geometry). ``entries`` (JSON
+    strings) join or replace the metadata written with it (the CLI's licences and facts)."""
     import onnx
 
     from depthforge.export.app import IO_KEY, EndToEnd, facts_json, model_facts
@@ -51,14 +53,15 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: Config | None = None, o
         warnings.simplefilter("ignore")  # the exporter warns about traced shape arithmetic it handles correctly
         torch.onnx.export(graph, (x,), str(path), input_names=["image"], output_names=["depth"],
                           dynamic_axes={"image": dyn, "depth": dyn}, opset_version=opset, dynamo=False)
-    entries = {}
+    meta = {}
     if cfg is not None:
-        entries = {"depthforge_config": json.dumps(cfg.to_dict()), IO_KEY: facts_json(model_facts(cfg, None, "onnx"))}
+        meta = {"depthforge_config": json.dumps(cfg.to_dict()), IO_KEY: facts_json(model_facts(cfg, None, "onnx"))}
     if qat:
-        entries["depthforge_qat"] = json.dumps({"quantizers": qat, "format": "QDQ (NNCF, trained ranges)"})
-    if entries:
+        meta["depthforge_qat"] = json.dumps({"quantizers": qat, "format": "QDQ (NNCF, trained ranges)"})
+    meta.update(entries or {})
+    if meta:
         proto = onnx.load(str(path))
-        for key, value in entries.items():
+        for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(path))
@@ -300,17 +303,17 @@ def check_parity(reference: nn.Module, exported, sizes=PARITY_SIZES, tol: float 
     return worst
 
 
-def export_checked(model: nn.Module, cfg: Config, out: str | Path, fmt: str = "onnx", tol: float | None = None
-                   ) -> tuple[Path, float]:
-    """``out`` as ONNX (``.onnx``, the config inside), OpenVINO IR (``.xml``) or torch.export (``.pt2``), and the
-    parity check's max |exported - eager| (a `ParityError` over :func:`parity_limits` for the model's
-    ``data.max_depth``, or over ``tol`` metres). A file that fails its check is removed."""
+def export_checked(model: nn.Module, cfg: Config, out: str | Path, fmt: str = "onnx", tol: float | None = None,
+                   entries: dict[str, str] | None = None) -> tuple[Path, float]:
+    """``out`` as ONNX (``.onnx``, the config and ``entries`` inside), OpenVINO IR (``.xml``) or torch.export
+    (``.pt2``), and the parity check's max |exported - eager| (a `ParityError` over :func:`parity_limits` for the
+    model's ``data.max_depth``, or over ``tol`` metres). A file that fails its check is removed."""
     from depthforge.export.app import EndToEnd
 
     out = Path(out)
     reference = model
     if fmt == "onnx":
-        path = export_onnx(model, out.with_suffix(".onnx"), cfg)
+        path = export_onnx(model, out.with_suffix(".onnx"), cfg, entries=entries)
         runner, sizes, reference = (lambda: OnnxModel(path)), PARITY_SIZES, EndToEnd(model, cfg).eval()
     elif fmt == "openvino":
         path = export_openvino(model, out, cfg)
