@@ -118,3 +118,17 @@ def model_facts(cfg: Config, input_size: tuple[int, int] | None, fmt: str, licen
 
 def facts_json(facts: dict) -> str:
     return json.dumps(facts, sort_keys=True)
+
+
+class _Runner:
+    """What every exported-model runner shares: behaves like an eager model in eval mode on the CPU."""
+
+    config: Config | None
+    end_to_end: bool = False  # the file resizes to its training geometry itself (`depthforge.export.app`)
+    path: str | None = None
+
+    def eval(self):
+        return self
+
+    def to(self, *_args, **_kwargs):
+        return self

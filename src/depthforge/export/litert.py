@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthforge.config import Config, load_config
-from depthforge.export.onnx import _Runner
+from depthforge.export.app import _Runner
 
 # int8: dynamic range (INT8 weights, activations quantised on the fly: INT8 arithmetic); int8-weights: weight-only
 # (INT8 weights dequantised to fp32 when loaded: a quarter of the file, fp32 arithmetic and accuracy)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from depthforge.config import Config, load_config
+from depthforge.export.app import _Runner
 
 PARITY_SIZES = ((144, 256), (150, 250))
 # float32 keeps about 7 significant digits and a network's long sums lose one or two: the quickstart model (20 m
@@ -117,20 +118,6 @@ def onnx_config(path: str | Path) -> Config | None:
 
     meta = {e.key: e.value for e in onnx.load(str(path), load_external_data=False).metadata_props}
     return load_config(base=json.loads(meta["depthforge_config"])) if "depthforge_config" in meta else None
-
-
-class _Runner:
-    """What every exported-model runner shares: behaves like an eager model in eval mode on the CPU."""
-
-    config: Config | None
-    end_to_end: bool = False  # the file resizes to its training geometry itself (`depthforge.export.app`)
-    path: str | None = None
-
-    def eval(self):
-        return self
-
-    def to(self, *_args, **_kwargs):
-        return self
 
 
 class OnnxModel(_Runner):
