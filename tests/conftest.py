@@ -8,17 +8,15 @@ Set ``DEPTHFORGE_ALLOW_SKIPS=1`` to run the suite on a partial install.
 from __future__ import annotations
 
 import os
-import re
-import tomllib
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import depthforge
 from depthforge.data.base import DepthDataset
+# the skip policy's hooks (a module without torch, so the inner pytest sessions of test_skips.py start quickly)
+from tests.skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
 # Under pytest-xdist (the README's `-n 2`) each worker process takes one core's share of torch's threads: two
 # workers of two threads each on two cores would fight over them. Subprocesses the tests start inherit it.
@@ -37,66 +35,6 @@ LONGEST_FIRST = ("test_export.py", "test_serve.py", "test_scale_out.py", "test_f
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
-
-
-# Distributions whose import name is not their name with '-' -> '_'.
-IMPORT_NAME = {"scikit-image": "skimage", "pyyaml": "yaml", "pillow": "PIL"}
-
-
-@cache
-def dev_import_names() -> frozenset[str]:
-    """Top-level import names of everything the ``dev`` extra installs (nested ``depthforge[...]`` expanded)."""
-    pyproject = Path(depthforge.__file__).resolve().parents[2] / "pyproject.toml"
-    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
-    names, todo, seen = set(), ["dev"], set()
-    while todo:
-        extra = todo.pop()
-        seen.add(extra)
-        for requirement in extras[extra]:
-            dist, nested = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[([^\]]*)\])?", requirement).groups()
-            if dist.lower() == "depthforge":
-                todo += [e.strip() for e in (nested or "").split(",") if e.strip() and e.strip() not in seen]
-            else:
-                names.add(IMPORT_NAME.get(dist.lower(), dist.replace("-", "_")))
-    return frozenset(names)
-
-
-def _missing_dev_package(excinfo) -> str | None:
-    """The module a skip was for, when it is one the dev extra installs."""
-    if excinfo is None or not excinfo.errisinstance(pytest.skip.Exception):
-        return None
-    found = re.match(r"could not import '([^']+)'", str(excinfo.value))
-    if found and found.group(1).split(".")[0] in dev_import_names() and not os.environ.get("DEPTHFORGE_ALLOW_SKIPS"):
-        return found.group(1)
-    return None
-
-
-def _fail_report(report, where: str, module: str) -> None:
-    report.outcome = "failed"
-    report.longrepr = (f"{where}: skipped because '{module}' cannot be imported, but pip install -e \".[dev]\" "
-                       "installs it: the environment is incomplete (set DEPTHFORGE_ALLOW_SKIPS=1 to allow)")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    module = _missing_dev_package(call.excinfo) if report.skipped else None
-    if module:
-        _fail_report(report, item.nodeid, module)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped:  # a module-level importorskip
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        found = re.search(r"could not import '([^']+)'", reason)
-        if found and found.group(1).split(".")[0] in dev_import_names() \
-                and not os.environ.get("DEPTHFORGE_ALLOW_SKIPS"):
-            _fail_report(report, collector.nodeid, found.group(1))
 
 
 def write_pair(root: Path, split: str, stem: str, h: int = 32, w: int = 48, ext: str = ".jpeg",

@@ -212,6 +212,27 @@ def test_metrics_count_requests_over_both_workers(server, photo):
     assert (metric(after, "depthforge_request_seconds_count")
             - metric(before, "depthforge_request_seconds_count")) == 6
     assert metric(after, "depthforge_batch_size_sum") - metric(before, "depthforge_batch_size_sum") == 5
+    assert "depthforge_requests_in_flight 0.0" in after  # every answered request left the gauge
+
+
+def test_a_dead_workers_requests_in_flight_are_forgotten_by_the_next_worker(tmp_path, monkeypatch):
+    from depthforge.serve import metrics
+
+    # a worker killed during a request: its gauge file says 1 in flight, and its pid is gone
+    dead = subprocess.run([sys.executable, "-c", "import os; from prometheus_client import Gauge; Gauge("
+                           "'depthforge_requests_in_flight', 'x', multiprocess_mode='livesum').inc(); print(os.getpid())"],
+                          env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}, capture_output=True,
+                          text=True, check=True)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    files = {p.name for p in tmp_path.iterdir()}
+    assert files == {f"gauge_livesum_{dead.stdout.strip()}.db"}
+    assert metric(metrics.exposition()[0].decode(), "depthforge_requests_in_flight") == 1
+    # a living worker's file beside it (this process's pid), with one more in flight
+    (tmp_path / f"gauge_livesum_{os.getpid()}.db").write_bytes((tmp_path / files.pop()).read_bytes())
+    assert metric(metrics.exposition()[0].decode(), "depthforge_requests_in_flight") == 2
+    metrics.forget_dead_workers()
+    assert metric(metrics.exposition()[0].decode(), "depthforge_requests_in_flight") == 1  # the living one's
+    assert {p.name for p in tmp_path.iterdir()} == {f"gauge_livesum_{os.getpid()}.db"}
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -329,19 +350,22 @@ def test_a_killed_worker_is_started_again_and_the_service_answers(server, photo)
 def test_sigterm_finishes_the_request_in_flight_then_stops(checkpoint, tmp_path):
     proc, url = start_server(["--checkpoint", str(checkpoint)], tmp_path / "serve.log")
     big = tmp_path / "big.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (320, 480, 3), np.uint8)).save(big)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 240, 3), np.uint8)).save(big)
     answer = {}
 
-    def slow():  # tiles of 48x64 over 320x480, half overlapping: seconds of work
+    def slow():  # tiles of 48x64 over 160x240, half overlapping: about a second of work
         answer["r"] = post(url, big.read_bytes(), "big.png", tile="48x64", overlap=0.5)
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(1.0)
+    deadline = time.time() + 60
+    while "depthforge_requests_in_flight 1.0" not in httpx.get(f"{url}/metrics", timeout=10).text:
+        assert time.time() < deadline and thread.is_alive(), answer  # the server took the request
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     thread.join(timeout=120)
     assert proc.wait(timeout=120) == 0
-    assert answer["r"].status_code == 200 and np.load(io.BytesIO(answer["r"].content)).shape == (320, 480)
+    assert answer["r"].status_code == 200 and np.load(io.BytesIO(answer["r"].content)).shape == (160, 240)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/health", timeout=5)
 

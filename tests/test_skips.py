@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFTEST = f"""
 import sys
 sys.path.insert(0, {str(REPO)!r})
-from tests.conftest import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+from tests.skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 """
 
 TESTS = """
@@ -39,7 +39,9 @@ def test_hidden():
 
 
 def _pytest(folder: Path, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != "DEPTHFORGE_ALLOW_SKIPS"} | env
+    # no third-party plugin is loaded (the hooks under test are conftest.py's): each took import time in both runs
+    environ = {k: v for k, v in os.environ.items() if k != "DEPTHFORGE_ALLOW_SKIPS"} | env | {
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "--continue-on-collection-errors", str(folder)],
                           cwd=folder, env=environ, capture_output=True, text=True, timeout=120)

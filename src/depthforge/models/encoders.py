@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 from depthforge.models.pretrained import PretrainedWeightsError, fetch, load_into, read_state_dict
+from depthforge.models.timm_import import import_timm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,8 +139,7 @@ class TimmEncoder(Encoder):
     def __init__(self, name: str, pretrained: str = "none", out_indices: tuple[int, ...] | None = None,
                  multiple: int = 32, **kwargs):
         super().__init__()
-        import timm
-
+        timm = import_timm()
         if out_indices is not None:
             kwargs["out_indices"] = tuple(out_indices)
         self.model = timm.create_model(name, features_only=True, pretrained=False, **kwargs)

@@ -58,8 +58,9 @@ def map_lukemelas_to_timm(state: dict[str, torch.Tensor], stage_lengths: list[in
 
 def load_offline(timm_name: str) -> dict[str, torch.Tensor]:
     """timm-named ImageNet classifier state dict for ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2``."""
-    import timm
+    from depthforge.models.timm_import import import_timm
 
+    timm = import_timm()
     state = torch.load(package_file(timm_name), map_location="cpu", weights_only=True)
     stage_lengths = [len(s) for s in timm.create_model(timm_name, pretrained=False).blocks]
     return map_lukemelas_to_timm(state, stage_lengths)

@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        metrics.forget_dead_workers()
         threading.Thread(target=service.load, name="depthforge-load", daemon=True).start()
         yield
         await run_in_threadpool(service.close)  # queued requests are finished first
@@ -216,7 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ``depthforge predict``; the answer in ``format``."""
         start = time.monotonic()
         try:
-            response = await _predict(request, query, start)
+            with metrics.IN_FLIGHT.track_inprogress():
+                response = await _predict(request, query, start)
         except BadRequest as err:
             response = _error(err.status, err.reason, err.headers)
             metrics.ERRORS.labels(reason=metrics.REASONS.get(err.status, "failed")).inc()

@@ -194,9 +194,9 @@ def encoder_records(cfg: Any) -> list[dict]:
 
 
 def timm_version() -> str:
-    import timm
+    from depthforge.models.timm_import import import_timm
 
-    return timm.__version__
+    return import_timm().__version__
 
 
 def recipe_records(cfg: Any) -> list[dict]:

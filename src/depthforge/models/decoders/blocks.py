@@ -34,7 +34,9 @@ class GlobalContext(nn.Module):
 
     def __init__(self, channels: int, dim: int = 256, layers: int = 2, heads: int = 8):
         super().__init__()
-        from timm.models.vision_transformer import Block
+        from depthforge.models.timm_import import import_timm
+
+        Block = import_timm().models.vision_transformer.Block
 
         if dim % heads:
             raise ValueError(f"context dim {dim} must be a multiple of context heads {heads}")
