@@ -29,12 +29,19 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint, tmp_path_factory):
-    proc, url = start_demo(["--checkpoint", str(checkpoint), "--max-side", "320"],
-                           tmp_path_factory.mktemp("demo-log") / "demo.log")
-    yield url
+def demo(checkpoint, tmp_path_factory):
+    """The demo process, its URL and its log; test_a_stopped_demo_removes_its_files_and_gives_no_share_hint, the last
+    test of this file, stops it."""
+    log = tmp_path_factory.mktemp("demo-log") / "demo.log"
+    proc, url = start_demo(["--checkpoint", str(checkpoint), "--max-side", "320"], log)
+    yield proc, url, log
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    return demo[1]
 
 
 @pytest.fixture()
@@ -187,11 +194,10 @@ def test_the_page_in_a_real_browser(server, checkpoint, photo, tmp_path):
         browser.close()
 
 
-def test_a_stopped_demo_removes_its_files_and_gives_no_share_hint(checkpoint, tmp_path):
+def test_a_stopped_demo_removes_its_files_and_gives_no_share_hint(demo):
     import signal
 
-    log = tmp_path / "demo.log"
-    proc, url = start_demo(["--checkpoint", str(checkpoint)], log)
+    proc, _, log = demo
     workdir = Path(re.search(r"files under (\S+),", log.read_text()).group(1))
     assert workdir.is_dir() and (workdir / "examples").is_dir()
     proc.send_signal(signal.SIGTERM)

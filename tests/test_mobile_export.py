@@ -108,12 +108,35 @@ def test_onnx_export_takes_the_photo_as_it_is_and_carries_its_facts(checkpoint, 
 # ---- LiteRT ----
 
 @pytest.fixture(scope="module")
-def litert_files(checkpoint, tmp_path_factory):
+def litert_export(checkpoint, tmp_path_factory):
+    """INT8 and, with --keep-fp32, the fp32 file it was quantised from: one command, one conversion (15 s here)."""
+    import contextlib
+    import io
+
     folder = tmp_path_factory.mktemp("litert")
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "litert", "--out", str(folder / "m")]) == 0
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "litert", "--quantize", "int8",
-                 "--out", str(folder / "q.tflite")]) == 0
-    return folder / "m.tflite", folder / "q.tflite"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", "--checkpoint", str(checkpoint), "--format", "litert", "--quantize", "int8",
+                     "--keep-fp32", "--out", str(folder / "q.tflite")]) == 0
+    return folder / "q.fp32.tflite", folder / "q.tflite", printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def litert_files(litert_export):
+    return litert_export[:2]
+
+
+def test_litert_int8_export_keeps_its_fp32_file_on_request_each_checked_and_described(litert_export):
+    from depthforge.export.litert import read_tflite_metadata
+
+    fp32, int8, printed = litert_export
+    assert sorted(p.name for p in fp32.parent.iterdir()) == ["q.fp32.tflite", "q.tflite"]  # no temporary left
+    assert f"{int8}: LiteRT, INT8 (dynamic range), input 64x48 NHWC" in printed
+    assert f"{fp32}: LiteRT, input 64x48 NHWC" in printed  # checked against eager at fp32's own limits
+    plain, quant = read_tflite_metadata(fp32), read_tflite_metadata(int8)
+    assert "depthforge_quantization" not in plain and "quantization" not in plain["depthforge_model"]
+    assert quant["depthforge_quantization"]["mode"] == "int8" and "quantization" in quant["depthforge_model"]
+    assert plain["depthforge_licenses"] == quant["depthforge_licenses"] and plain["depthforge_config"]
 
 
 def _scores(args: list[str], path) -> list[dict]:

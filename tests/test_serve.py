@@ -92,7 +92,7 @@ def server(checkpoint, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
     proc, url = start_server(["--checkpoint", str(checkpoint), "--workers", "2", "--max-bytes", str(2**20),
                               "--max-pixels", "1000000", "--read-timeout", "2"], log, n_workers=2)
-    yield url, proc
+    yield url, proc  # test_sigterm_finishes_the_request_in_flight_then_stops stops it (the last to use it)
     proc.terminate()
     proc.wait(timeout=60)
 
@@ -347,8 +347,9 @@ def test_a_killed_worker_is_started_again_and_the_service_answers(server, photo)
         assert client.wait_ready(60)["status"] == "ok"
 
 
-def test_sigterm_finishes_the_request_in_flight_then_stops(checkpoint, tmp_path):
-    proc, url = start_server(["--checkpoint", str(checkpoint)], tmp_path / "serve.log")
+def test_sigterm_finishes_the_request_in_flight_then_stops(server, tmp_path):
+    # The module's service (two workers) is stopped here: the last test of this file that uses it
+    url, proc = server
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 240, 3), np.uint8)).save(big)
     answer = {}

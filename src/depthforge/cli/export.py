@@ -54,7 +54,7 @@ def add_parser(sub, parents: list) -> None:
                    "model's val split; --format litert: LiteRT's dynamic-range INT8, or int8-weights: weight-only, "
                    "INT8 weights computed in fp32)")
     p.add_argument("--keep-fp32", action="store_true", help="--quantize: also keep the fp32 file it is made from, "
-                                                             "as <out stem>.fp32.onnx (.xml)")
+                                                             "as <out stem>.fp32.onnx (.xml, .tflite)")
     p.add_argument("--quant-mode", choices=["static", "dynamic"], default="static",
                    help="static: weights and activations (QDQ, calibrated); dynamic: weights only")
     p.add_argument("--calibration", help="folder of images to calibrate on (default: images spread over the "
@@ -267,19 +267,26 @@ def _export_app(args: argparse.Namespace, model, cfg, licenses: list[dict]) -> i
         return 0
     reference = EndToEnd(model, cfg, size).eval()
     tol = args.tol if args.tol is not None else (QAT_TOL * cfg.data.max_depth if args.quantize else None)
-    p99_limit, max_limit = parity_limits(cfg.data.max_depth, tol)
     if args.format == "litert":
         from depthforge.export.litert import LiteRTModel, export_litert
 
-        path = export_litert(model, cfg, out, size, args.quantize, entries)
-        try:
-            diff = check_parity(reference, LiteRTModel(path), (size,), tol, cfg.data.max_depth)
-        except BaseException:
-            remove_export(path)
-            raise
-        kind = {"int8": "INT8 (dynamic range), ", "int8-weights": "INT8 weights, "}.get(args.quantize, "")
-        print(f"{path}: LiteRT, {kind}input {size[1]}x{size[0]} NHWC; max |exported - eager| = {diff:.3g} m (limits: "
-              f"{max_limit:.3g} m max, {p99_limit:.3g} m at the 99th percentile)")
+        keep = None
+        if args.quantize and args.keep_fp32:  # the converted file before quantisation, with its own facts
+            plain = {**entries, IO_KEY: facts_json(model_facts(cfg, size, args.format, licenses))}
+            keep = (out.with_name(out.with_suffix(".tflite").stem + ".fp32.tflite"), plain)
+        path = export_litert(model, cfg, out, size, args.quantize, entries, keep)
+        checked = [(path, tol, args.quantize)] + ([(keep[0], args.tol, None)] if keep else [])
+        for file, limit, quantized in checked:
+            try:
+                diff = check_parity(reference, LiteRTModel(file), (size,), limit, cfg.data.max_depth)
+            except BaseException:
+                for made in checked:
+                    remove_export(made[0])
+                raise
+            kind = {"int8": "INT8 (dynamic range), ", "int8-weights": "INT8 weights, "}.get(quantized, "")
+            p99, high = parity_limits(cfg.data.max_depth, limit)
+            print(f"{file}: LiteRT, {kind}input {size[1]}x{size[0]} NHWC; max |exported - eager| = {diff:.3g} m "
+                  f"(limits: {high:.3g} m max, {p99:.3g} m at the 99th percentile)")
         return 0
     from depthforge.export.onnx import export_checked
     from depthforge.export.web import write_web

@@ -40,9 +40,12 @@ def _tflite_schema():
 
 
 def export_litert(model: nn.Module, cfg: Config, path: str | Path, input_size: tuple[int, int],
-                  quantize: str | None = None, entries: dict[str, str] | None = None) -> Path:
+                  quantize: str | None = None, entries: dict[str, str] | None = None,
+                  fp32: tuple[Path, dict[str, str]] | None = None) -> Path:
     """Write ``path`` (.tflite): the end-to-end model at ``input_size`` (H, W), NHWC float32 in and out, with
-    ``entries`` (JSON strings) and the config in its metadata; written under a temporary name, then renamed."""
+    ``entries`` (JSON strings) and the config in its metadata; written under a temporary name, then renamed.
+    ``fp32`` (with ``quantize``): also write the converted file before quantisation there, with its own entries
+    (one conversion for both files)."""
     try:
         import litert_torch
     except ImportError as err:
@@ -59,17 +62,27 @@ def export_litert(model: nn.Module, cfg: Config, path: str | Path, input_size: t
         edge = litert_torch.convert(graph, sample_kwargs={"image": x})
     tmp = path.with_name(f".{path.stem}.tmp.tflite")
     edge.export(str(tmp))
-    metadata = {"depthforge_config": json.dumps(cfg.to_dict()), **(entries or {})}
+    converted = tmp.read_bytes()
+    config = {"depthforge_config": json.dumps(cfg.to_dict())}
     if quantize is not None and quantize not in QUANTIZE:
         raise ValueError(f"LiteRT quantisation '{quantize}': choose from {list(QUANTIZE)}")
+    metadata = {**config, **(entries or {})}
     if quantize:
         metadata["depthforge_quantization"] = json.dumps({"mode": quantize, "how": QUANTIZE[quantize]})
-    data = with_metadata(tmp.read_bytes(), metadata)  # before quantising: the quantiser keeps the table
+    data = with_metadata(converted, metadata)  # before quantising: the quantiser keeps the table
     if quantize:
         data = _quantize_int8(data, weights_only=quantize == "int8-weights")
+        if fp32 is not None:
+            _write(fp32[0], with_metadata(converted, {**config, **fp32[1]}))
+    _write(path, data, tmp)
+    return path
+
+
+def _write(path: Path, data: bytes, tmp: Path | None = None) -> None:
+    """``data`` to ``path`` through a temporary file beside it (a reader never sees half a file)."""
+    tmp = tmp or path.with_name(f".{path.stem}.tmp.tflite")
     tmp.write_bytes(data)
     tmp.replace(path)
-    return path
 
 
 class ChannelsLast(nn.Module):
