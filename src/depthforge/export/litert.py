@@ -53,6 +53,8 @@ def export_litert(model: nn.Module, cfg: Config, path: str | Path, input_size: t
                           name="litert_torch") from err
     from depthforge.export.app import EndToEnd
 
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ValueError(f"LiteRT quantisation '{quantize}': choose from {list(QUANTIZE)}")
     path = Path(path).with_suffix(".tflite")
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = ChannelsLast(EndToEnd(model.eval().cpu(), cfg, input_size)).eval()
@@ -64,8 +66,6 @@ def export_litert(model: nn.Module, cfg: Config, path: str | Path, input_size: t
     edge.export(str(tmp))
     converted = tmp.read_bytes()
     config = {"depthforge_config": json.dumps(cfg.to_dict())}
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ValueError(f"LiteRT quantisation '{quantize}': choose from {list(QUANTIZE)}")
     metadata = {**config, **(entries or {})}
     if quantize:
         metadata["depthforge_quantization"] = json.dumps({"mode": quantize, "how": QUANTIZE[quantize]})
@@ -74,13 +74,13 @@ def export_litert(model: nn.Module, cfg: Config, path: str | Path, input_size: t
         data = _quantize_int8(data, weights_only=quantize == "int8-weights")
         if fp32 is not None:
             _write(fp32[0], with_metadata(converted, {**config, **fp32[1]}))
-    _write(path, data, tmp)
+    _write(path, data)  # over the converter's temporary file
     return path
 
 
-def _write(path: Path, data: bytes, tmp: Path | None = None) -> None:
+def _write(path: Path, data: bytes) -> None:
     """``data`` to ``path`` through a temporary file beside it (a reader never sees half a file)."""
-    tmp = tmp or path.with_name(f".{path.stem}.tmp.tflite")
+    tmp = path.with_name(f".{path.stem}.tmp.tflite")
     tmp.write_bytes(data)
     tmp.replace(path)
 

@@ -10,7 +10,6 @@ starts forgets the gauges of workers that died (a killed worker's request never 
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
