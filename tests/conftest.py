@@ -70,7 +70,8 @@ def train_tiny(run: Path, steps: int = 2, n_train: int = 4, n_val: int = 2, size
 
 
 def shared_tiny(tmp_path_factory, name: str) -> Path:
-    """The 40-step tiny model (`train_tiny`: 8 training scenes, batch 4) trained once per test session and shared by
+    """The 40-step tiny model (`train_tiny` of the `NARROW` model: 8 training scenes, batch 4, 20 epochs; its depth
+    varies across an image by more than the tests' 0.05 m) trained once per test session and shared by
     the pytest-xdist workers (the first to ask trains it while the others wait on a file lock: the suite's
     largest fixtures were five trainings of nearly this model); each caller gets its own copy of the run folder,
     so nothing one test writes there reaches another. Returns the copy's last.ckpt."""
@@ -85,7 +86,7 @@ def shared_tiny(tmp_path_factory, name: str) -> Path:
         if not (run / "checkpoints" / "last.ckpt").is_file():
             partial = shared / "shared-tiny-40.partial"
             shutil.rmtree(partial, ignore_errors=True)
-            train_tiny(partial, steps=40, n_train=8, n_val=2, batch=4)
+            train_tiny(partial, steps=40, n_train=8, n_val=2, batch=4, extra=[*NARROW, "train.epochs=20"])
             partial.rename(run)
     copy = tmp_path_factory.mktemp(name) / "run"
     shutil.copytree(run, copy)
