@@ -58,11 +58,13 @@ NARROW = ("model.kwargs.encoder_kwargs={layers: [1, 1, 1, 1], channels: [16, 32,
 
 
 def train_tiny(run: Path, steps: int = 2, n_train: int = 4, n_val: int = 2, size: tuple[int, int] = (48, 64),
-               batch: int = 2, extra: list[str] | tuple = ()) -> Path:
-    """A ResNet-18 U-Net trained ``steps`` steps on the embedded scenes into ``run``; returns its last.ckpt."""
+               batch: int = 2, extra: list[str] | tuple = (), narrow: bool = True) -> Path:
+    """A ResNet-18 U-Net (`NARROW` unless ``narrow`` is false) trained ``steps`` steps on the embedded scenes into
+    ``run``; returns its last.ckpt."""
     from depthforge.cli import main
 
     assert main(["train", "--out", str(run), "--max-steps", str(steps), "model.name=unet_resnet18",
+                 *(NARROW if narrow else ()),
                  f"data.synthetic.num_train={n_train}", f"data.synthetic.num_val={n_val}",
                  f"data.synthetic.height={size[0]}", f"data.synthetic.width={size[1]}", f"data.batch_size={batch}",
                  "train.num_previews=0", "train.progress_bar=false", *extra]) == 0
@@ -86,7 +88,7 @@ def shared_tiny(tmp_path_factory, name: str) -> Path:
         if not (run / "checkpoints" / "last.ckpt").is_file():
             partial = shared / "shared-tiny-40.partial"
             shutil.rmtree(partial, ignore_errors=True)
-            train_tiny(partial, steps=40, n_train=8, n_val=2, batch=4, extra=[*NARROW, "train.epochs=20"])
+            train_tiny(partial, steps=40, n_train=8, n_val=2, batch=4, extra=["train.epochs=20"])
             partial.rename(run)
     copy = tmp_path_factory.mktemp(name) / "run"
     shutil.copytree(run, copy)

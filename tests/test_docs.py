@@ -126,7 +126,7 @@ class World:
     def build(root: Path) -> None:
         rng = np.random.default_rng(0)
         # the real-time model (3.8 M parameters), weights only (best.ckpt), linked where the docs name checkpoints
-        train_tiny(root / "runs" / "tiny", steps=2, extra=["model.name=realtime_efficientnet_lite0"])
+        train_tiny(root / "runs" / "tiny", steps=2, extra=["model.name=realtime_efficientnet_lite0"], narrow=False)
         ckpt = root / "runs" / "tiny" / "checkpoints" / "best.ckpt"
         for link in ("best.ckpt", "a.ckpt", "b.ckpt",
                      *(f"runs/{r}/checkpoints/{c}.ckpt" for r in "ab" for c in ("best", "last"))):

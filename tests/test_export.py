@@ -44,14 +44,14 @@ def test_onnx_parity_with_global_context(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from tests.conftest import NARROW, train_tiny
+    from tests.conftest import train_tiny
 
     # 3 epochs (12 steps): its depth varies across an image (asserted where it matters), so an INT8 file that
     # flattened or shifted it could not pass a tolerance stated against that variation.
-    # NARROW: a ResNet-10 at a quarter of the width and a narrow decoder (0.5 M parameters): the INT8 searches that
-    # quantise, compile and score a model per candidate (NNCF's accuracy control and bias correction, the per-block
-    # sensitivity) take half the time, and the planted bugs of these tests still fail them (commit message).
-    return train_tiny(tmp_path_factory.mktemp("q") / "run", steps=40, n_train=16, n_val=8, batch=4, extra=NARROW)
+    # train_tiny's NARROW model (0.5 M parameters): the INT8 searches that quantise, compile and score a model per
+    # candidate (NNCF's accuracy control and bias correction, the per-block sensitivity) take half the time they
+    # took on a full-width ResNet-10, and the planted bugs of these tests still fail them (commit 901cdf4).
+    return train_tiny(tmp_path_factory.mktemp("q") / "run", steps=40, n_train=16, n_val=8, batch=4)
 
 
 def test_int8_export_records_its_accuracy_and_predicts_close_to_fp32(tiny_run, tmp_path, capsys):

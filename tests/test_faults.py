@@ -18,8 +18,9 @@ from depthforge.config import load_config
 from depthforge.engine import train
 from depthforge.engine.module import DepthModule
 from depthforge.engine.train import resume_config
+from tests.conftest import NARROW
 
-TINY = ["model.name=unet_resnet18", "data.synthetic.num_train=8", "data.synthetic.num_val=4",
+TINY = ["model.name=unet_resnet18", *NARROW, "data.synthetic.num_train=8", "data.synthetic.num_val=4",
         "data.synthetic.height=32", "data.synthetic.width=48", "data.batch_size=2", "train.progress_bar=false",
         "train.num_previews=0", "train.log_every=1", "data.hflip=true", "data.color_jitter=0.2"]
 

@@ -20,9 +20,9 @@ from PIL import Image
 from depthforge.cli import build_parser, main, separate_values
 from depthforge.data.detect import LAYOUTS, detect_format
 from depthforge.io import DataError
-from tests.conftest import write_pair
+from tests.conftest import NARROW, write_pair
 
-TINY = ["model.name=unet_resnet18", "data.batch_size=2", "train.num_previews=2", "optim.scheduler=none",
+TINY = ["model.name=unet_resnet18", *NARROW, "data.batch_size=2", "train.num_previews=2", "optim.scheduler=none",
         "data.cache=false"]
 
 

@@ -118,7 +118,7 @@ def test_mlflow_tracks_the_metrics_the_config_and_a_later_eval_card(tmp_path, ca
         capsys.readouterr().err
 
 
-def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
+def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path, monkeypatch):
     import json
 
     from tests.conftest import write_pair
@@ -133,26 +133,13 @@ def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
             "challenge,standard", "--protocol-batch", "2"]
     single = tmp_path / "single.json"
     assert main([*args, "--json", str(single), "--report", str(tmp_path / "report-single")]) == 0
+    # --devices 2: this command again under `python -m torch.distributed.run --standalone --nproc_per_node 2` (what
+    # a user would type; test_relaunch_runs_the_command_under_torchrun checks the command), two ranks over gloo
     sharded = tmp_path / "sharded.json"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "depthforge.cli", *args, "--json", str(sharded), "--report",
-                           str(tmp_path / "report-sharded")], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # torchrun would set 1; sums follow threads
+    assert main([*args, "--json", str(sharded), "--report", str(tmp_path / "report-sharded"), "--devices", "2"]) == 0
     one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
-    devices = tmp_path / "devices.json"  # --devices 2: the same two processes, started by depthforge itself
-    torch_threads = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
-    try:
-        assert main([*args, "--json", str(devices), "--devices", "2"]) == 0
-    finally:
-        if torch_threads is None:
-            del os.environ["OMP_NUM_THREADS"]
-        else:
-            os.environ["OMP_NUM_THREADS"] = torch_threads
-    by_devices = json.loads(devices.read_text())
-    assert [c["metrics"] for c in by_devices] == [c["metrics"] for c in one]
-    assert [c.get("processes") for c in by_devices] == [2, 2] and "processes" not in one[0]
+    assert "processes" not in one[0]
     assert [c["protocol"]["name"] for c in two] == ["challenge", "standard"] and [c["n"] for c in two] == [10, 10]
     assert [c["processes"] for c in two] == [2, 2]
     for a, b in zip(one, two):
@@ -162,6 +149,22 @@ def test_torchrun_evaluate_gives_the_one_process_cards(checkpoint, tmp_path):
         rows = [(tmp_path / f"report-{how}").glob(f"*/{protocol}/per_image.csv") for how in ("single", "sharded")]
         single_csv, sharded_csv = (next(found).read_text() for found in rows)
         assert sharded_csv == single_csv and single_csv.count("\n") == 11
+
+
+@pytest.mark.parametrize("devices", [["--devices", "3"], ["--devices=3"]])
+def test_relaunch_runs_the_command_under_torchrun(checkpoint, monkeypatch, devices):
+    import argparse
+
+    from depthforge.cli.common import relaunch
+
+    launched = []
+    monkeypatch.setattr(subprocess, "call", lambda argv: launched.append(argv) or 7)
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--protocol", "standard"]
+    assert main([*args[:3], *devices, *args[3:]]) == 7  # torchrun's exit code is the command's
+    assert launched == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+                         "-m", "depthforge.cli", *args]]
+    monkeypatch.setenv("WORLD_SIZE", "3")  # already a rank of that run: no second launch
+    assert relaunch(argparse.Namespace(devices=3, argv=args)) is None
 
 
 def test_wandb_offline_keeps_the_metrics_and_the_config_in_the_run_folder(tmp_path, monkeypatch):
