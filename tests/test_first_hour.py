@@ -227,24 +227,23 @@ def test_foreign_file_as_checkpoint_never_suggests_unsafe_loading(tmp_path, caps
 
 # 9. One clean line per event on a non-terminal; --quiet.
 
-def test_console_output_of_a_short_train_has_no_repeats(tmp_path):
+def test_console_output_of_a_short_train_has_no_repeats(tmp_path, capsys):
     data = make_folder(tmp_path / "mine", split_first=True)
-
-    def train(*extra: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "depthforge.cli", "train", "--data", str(data), "--out",
-                              str(tmp_path / f"r{len(extra)}"), "--epochs", "2", *extra, *TINY],
-                             capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert out.returncode == 0, out.stderr[-3000:]
-        return out.stdout + out.stderr
-
-    text = train()
+    args = ["train", "--data", str(data), "--epochs", "2", *TINY]
+    # the console of a real process (what a user sees: Lightning's own handlers and warnings as they are there)
+    out = subprocess.run([sys.executable, "-m", "depthforge.cli", *args, "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
     lines = [line for line in text.splitlines() if line.strip() and set(line.strip()) != {"-"}]
     repeated = {line for line in lines if lines.count(line) > 1 and not line.startswith(("0 ", "|"))}
     assert not repeated, repeated
     assert "\r" not in text and "litlogger" not in text and "LeafSpec" not in text
     assert len(re.findall(r"^epoch \d/2, step \d+: train/loss [\d.]+, val/rmse [\d.]+", text, re.M)) == 2
     assert "detected folder layout, split first" in text
-    quiet = train("--quiet")
+    capsys.readouterr()  # --quiet in this process (its console handler writes to the captured stderr)
+    assert main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    quiet = "".join(capsys.readouterr())
     assert "epoch 1/2" not in quiet and "GPU available" not in quiet and "run folder:" in quiet
 
 

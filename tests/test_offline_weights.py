@@ -1,12 +1,14 @@
 """The EfficientNet-Lite key mapping is proven by ImageNet classification of a real cat photo."""
 
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
 
 from depthforge.models import PretrainedWeightsError, create_model
 from depthforge.models.offline_weights import load_offline
+from depthforge.models.timm_import import import_timm
+
+timm = import_timm()  # without wandb (2 s of every worker's collection otherwise)
 
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
