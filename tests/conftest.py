@@ -17,6 +17,9 @@ from PIL import Image
 from depthforge.data.base import DepthDataset
 # the skip policy's hooks (a module without torch, so the inner pytest sessions of test_skips.py start quickly)
 from tests.skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+# the `slow` marker of the edit-test loop (`pytest -n 2 -m "not slow"`) and `--record-slow`, which lists them
+from tests.slow_marker import pytest_addoption, pytest_configure  # noqa: F401
+from tests.slow_marker import mark_slow
 
 # Under pytest-xdist (the README's `-n 2`) each worker process takes one core's share of torch's threads: two
 # workers of two threads each on two cores would fight over them. Subprocesses the tests start inherit it.
@@ -36,6 +39,7 @@ LONGEST_FIRST = ("test_export.py", "test_faults.py", "test_mobile_export.py", "t
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+    mark_slow(config, items)
 
 
 def write_pair(root: Path, split: str, stem: str, h: int = 32, w: int = 48, ext: str = ".jpeg",
@@ -71,12 +75,13 @@ def train_tiny(run: Path, steps: int = 2, n_train: int = 4, n_val: int = 2, size
     return run / "checkpoints" / "last.ckpt"
 
 
-def shared_tiny(tmp_path_factory, name: str) -> Path:
-    """The 40-step tiny model (`train_tiny` of the `NARROW` model: 8 training scenes, batch 4, 20 epochs; its depth
-    varies across an image by more than the tests' 0.05 m) trained once per test session and shared by
-    the pytest-xdist workers (the first to ask trains it while the others wait on a file lock: the suite's
-    largest fixtures were five trainings of nearly this model); each caller gets its own copy of the run folder,
-    so nothing one test writes there reaches another. Returns the copy's last.ckpt."""
+@pytest.fixture(scope="session")
+def tiny40(tmp_path_factory) -> Path:
+    """The 40-step tiny model's run folder (`train_tiny` of the `NARROW` model: 8 training scenes, batch 4, 20
+    epochs; its depth varies across an image by more than the tests' 0.05 m), trained once per test session and
+    shared by the pytest-xdist workers (the first to ask trains it while the others wait on a file lock: the suite's
+    largest fixtures were five trainings of nearly this model). Read-only: take a copy with `shared_tiny`. A fixture
+    of its own, so that its training is timed as itself (`--record-slow`) and marks every user slow."""
     import shutil
 
     from filelock import FileLock
@@ -90,8 +95,16 @@ def shared_tiny(tmp_path_factory, name: str) -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             train_tiny(partial, steps=40, n_train=8, n_val=2, batch=4, extra=["train.epochs=20"])
             partial.rename(run)
+    return run
+
+
+def shared_tiny(tiny40: Path, tmp_path_factory, name: str) -> Path:
+    """A copy of the `tiny40` run folder of the caller's own, so nothing one test writes there reaches another.
+    Returns the copy's last.ckpt."""
+    import shutil
+
     copy = tmp_path_factory.mktemp(name) / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(tiny40, copy)
     return copy / "checkpoints" / "last.ckpt"
 
 

@@ -21,9 +21,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, tiny40):
     # Trained long enough that its depth spans metres across the photo, so a wrong option or pixel shows.
-    return shared_tiny(tmp_path_factory, "api")
+    return shared_tiny(tiny40, tmp_path_factory, "api")
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ from tests.demo_driver import (CHROMIUM, clear_upload, click_depth, require_chro
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, tiny40):
     # Trained long enough that its depth spans metres across the photo: the PNG and distance checks can fail.
-    return shared_tiny(tmp_path_factory, "demo")
+    return shared_tiny(tiny40, tmp_path_factory, "demo")
 
 
 @pytest.fixture(scope="module")

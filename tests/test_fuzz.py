@@ -181,7 +181,7 @@ def test_a_checkpoint_with_an_edited_config_or_foreign_weights_is_refused_naming
 
 
 def test_predict_over_a_folder_of_fuzzed_photos_writes_the_good_names_the_bad_and_nothing_elsewhere(
-        tmp_path_factory, tmp_path, capsys, monkeypatch):
+        tmp_path_factory, tmp_path, capsys, monkeypatch, tiny40):
     """The command-line contract over many hostile files at once: the good photos' depth written, each bad file
     named in the one error line (exit 1: something was skipped), no traceback, nothing written outside --out."""
     import random
@@ -190,7 +190,7 @@ def test_predict_over_a_folder_of_fuzzed_photos_writes_the_good_names_the_bad_an
     from depthforge.io import read_rgb
     from tests.conftest import shared_tiny
 
-    checkpoint = shared_tiny(tmp_path_factory, "fuzz")
+    checkpoint = shared_tiny(tiny40, tmp_path_factory, "fuzz")
     photos = tmp_path / "photos"
     photos.mkdir()
     seeds, rng = TARGETS["image"].seeds(), random.Random(0)

@@ -20,8 +20,8 @@ from tests.conftest import shared_tiny
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return shared_tiny(tmp_path_factory, "mobile")
+def checkpoint(tmp_path_factory, tiny40):
+    return shared_tiny(tiny40, tmp_path_factory, "mobile")
 
 
 @pytest.fixture(scope="module")

@@ -59,12 +59,12 @@ def test_batch_norms_fold_into_the_convolution_they_follow_and_nothing_else():
 
 
 @pytest.fixture(scope="module")
-def qat_run(tmp_path_factory):
+def qat_run(tmp_path_factory, tiny40):
     from depthforge.cli import main
     from tests.conftest import NARROW, shared_tiny
 
     root = tmp_path_factory.mktemp("qat")
-    fp32 = shared_tiny(tmp_path_factory, "qat-fp32")
+    fp32 = shared_tiny(tiny40, tmp_path_factory, "qat-fp32")
     assert main(["train", "--out", str(root / "qat"), "--max-steps", "6", "model.name=unet_resnet18", *NARROW,
                  f"model.init_from={fp32}", "train.qat=true", "train.qat_calibration=4", "optim.lr=1e-4",
                  *SYNTHETIC]) == 0

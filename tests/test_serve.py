@@ -36,9 +36,9 @@ START_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, tiny40) -> Path:
     # trained long enough that flip TTA changes its depth: a dropped option shows in the bytes
-    return shared_tiny(tmp_path_factory, "serve")
+    return shared_tiny(tiny40, tmp_path_factory, "serve")
 
 
 @pytest.fixture(scope="module")
@@ -516,3 +516,31 @@ def test_a_batch_that_fails_is_run_again_image_by_image(checkpoint, tmp_path):
     assert isinstance(results[1], RuntimeError)
     for file, result in zip(files[::2], results[::2]):
         assert np.array_equal(result.depth, depthforge.load(checkpoint).predict(file).depth)
+
+
+def test_the_service_keeps_clamping_warnings_of_its_answers_only_out_of_the_log(tmp_path, caplog):
+    """The server's log keeps to the server's events (each answer's sidecar has its clamped share), but an app made
+    in someone's own process leaves the warnings of that process's other predictions as they are."""
+    import logging
+    import re
+
+    from depthforge.predict.outputs import clamp_depth
+    from depthforge.serve.app import Service, Settings, create_app
+
+    ramp = np.linspace(-3, 30, 12, dtype=np.float32).reshape(3, 4)  # -3, 0, 3 .. 30: 2/12 under 1 mm, 7/12 over 10 m
+
+    class Pipeline:  # a metric model's clamping, as Pipeline.result does it
+        def stream(self, paths, **options):
+            return [clamp_depth(ramp, (1e-3, 10.0), str(path))[1] for path in paths]
+
+    create_app(Settings(workdir=str(tmp_path)))  # as `depthforge serve` or an embedding app does
+    service = Service(Settings(workdir=str(tmp_path)))
+    service.pipeline = Pipeline()
+    with caplog.at_level(logging.WARNING):
+        answered = service.run([(tmp_path / "request.png", {}), (tmp_path / "second.png", {})])
+        clamp_depth(ramp, (1e-3, 10.0), "outside.png")  # the same process, not an answer
+        after = service.run([(tmp_path / "later.png", {})])
+    service.close()
+    assert [a["above"] for a in answered + after] == [pytest.approx(7 / 12)] * 3  # answered, with the share
+    assert re.search(r"outside.png: 16\.7% of pixels below 0.001 m and 58\.3% above 10 m", caplog.text), caplog.text
+    assert not re.search("request.png|second.png|later.png", caplog.text), caplog.text

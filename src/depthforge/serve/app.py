@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,17 @@ from depthforge.serve.requests import (IMAGE_TYPES, RESPONSE_FORMATS, BadRequest
 
 log = logging.getLogger(__name__)
 ENV = "DEPTHFORGE_SERVE"  # the settings, as JSON, for worker processes started by `depthforge serve`
+
+# The clamped share of each image is in its answer's sidecar: while a service answers, the clamping warnings stay out
+# of the server's log, which keeps to the server's events. Only there: an app made by `create_app` in someone's own
+# process leaves the warnings of that process's other predictions as they are.
+_answering: ContextVar[bool] = ContextVar("depthforge_serve_answering", default=False)
+
+
+def _not_answering(record: logging.LogRecord) -> bool:
+    return not _answering.get()
+
+
 MEDIA = {"npy": "application/octet-stream", "png16": "image/png", "json": "application/json",
          "ply": "application/octet-stream", "npz": "application/octet-stream"}
 EXTENSION = {"npy": ".npy", "png16": ".png", "json": ".json", "ply": ".ply", "npz": ".npz"}
@@ -112,13 +124,20 @@ class Service:
     def run(self, items: list[tuple[Path, dict]]) -> list:
         """One model run over same-size, same-option images (as ``depthforge predict`` runs a folder); when it
         fails, each image alone, so one bad request never fails the others."""
+        answering = _answering.set(True)
+        try:
+            return self._run(items)
+        finally:
+            _answering.reset(answering)
+
+    def _run(self, items: list[tuple[Path, dict]]) -> list:
         try:
             results = list(self.pipeline.stream([path for path, _ in items], errors="skip",
                                                 batch_size=len(items), **items[0][1]))
         except Exception as err:
             if len(items) == 1:
                 return [err]
-            return [self.run([item])[0] for item in items]
+            return [self._run([item])[0] for item in items]
         metrics.BATCH.observe(len(items))
         return results
 
@@ -184,8 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await run_in_threadpool(service.close)  # queued requests are finished first
 
-    # the clamped share of each image is in its answer's sidecar; the server's log keeps to the server's events
-    logging.getLogger("depthforge.predict.outputs").setLevel(logging.ERROR)
+    logging.getLogger("depthforge.predict.outputs").addFilter(_not_answering)  # added once, however many apps
     app = FastAPI(title="depthforge", summary="Monocular depth as a service: an image in, depth in metres out.",
                   lifespan=lifespan)
     app.state.service = service

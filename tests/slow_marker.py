@@ -1,0 +1,101 @@
+"""The ``slow`` marker of the edit-test loop: ``pytest -n 2 -m "not slow"`` (conftest.py imports these hooks).
+
+``pytest -n 2 --dist loadfile --record-slow`` writes ``tests/slow.txt``: each test whose call (with its teardown)
+took ``SLOW_SECONDS`` or more in that run, and each fixture whose own set-up did (a trained model, a started
+service). At collection a listed test is marked slow, and so is every test that uses a listed fixture: deselecting
+only the first user of a trained model would move its training to the next one. A test whose set-up was slow with no
+single fixture to blame (several middling ones) is listed itself. The file holds what the recording run saw and
+nothing else: record it on the whole suite (the command above). A test not yet recorded counts as fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SLOW_SECONDS = 1.0
+FIXTURE = "fixture "  # the prefix of a fixture's line in slow.txt; a test's line is its node id
+
+
+def slow_list(config: pytest.Config) -> Path:
+    return config.rootpath / "tests" / "slow.txt"
+
+
+def fixture_key(fixturedef) -> str:
+    """Where a fixture is defined and its name: ``tests/test_api.py::served`` (``::tmp_path`` for a plugin's)."""
+    return f"{fixturedef.baseid}::{fixturedef.argname}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record-slow", action="store_true",
+                     help=f"update tests/slow.txt (the `slow` marker): the tests and fixtures of this run that took "
+                          f"{SLOW_SECONDS:g} s or more")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"slow: took {SLOW_SECONDS:g} s or more when tests/slow.txt was recorded, or "
+                                       "uses a fixture that did (the edit-test loop deselects them: -m 'not slow')")
+    if config.getoption("record_slow"):
+        config.pluginmanager.register(Recorder(config), "depthforge-slow-recorder")
+
+
+def read_slow(path: Path) -> set[str]:
+    return {line for line in path.read_text().splitlines() if line.strip()} if path.is_file() else set()
+
+
+class Recorder:
+    """Times fixtures where they run (each xdist worker) and collects the reports where they arrive (the controller:
+    pytest-xdist hands it every worker's reports, each with the slow fixtures of its test in user_properties)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.item: pytest.Item | None = None
+        self.slow: set[str] = set()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
+        self.item = item
+        try:
+            return (yield)
+        finally:
+            self.item = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        start = os.times().elapsed
+        try:
+            return (yield)
+        finally:
+            if os.times().elapsed - start >= SLOW_SECONDS and self.item is not None:
+                self.item.user_properties.append(("slow_fixture", fixture_key(fixturedef)))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        fixtures = {value for name, value in report.user_properties if name == "slow_fixture"}
+        self.slow.update(FIXTURE + key for key in fixtures)
+        if report.duration >= SLOW_SECONDS and not (report.when == "setup" and fixtures):
+            self.slow.add(report.nodeid)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # an xdist worker: its reports went to the controller
+            return
+        path = slow_list(self.config)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in sorted(self.slow)))
+        tmp.replace(path)
+
+
+def _fixture_defs(item) -> list:
+    info = getattr(item, "_fixtureinfo", None)
+    return [defs for defs in info.name2fixturedefs.values() if defs] if info is not None else []
+
+
+def mark_slow(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The collection hook's part (conftest.py calls it after sorting): mark the listed tests and fixtures' users."""
+    slow = read_slow(slow_list(config))
+    if not slow:
+        return
+    for item in items:
+        if item.nodeid in slow or any(FIXTURE + fixture_key(defs[-1]) in slow for defs in _fixture_defs(item)):
+            item.add_marker(pytest.mark.slow)
