@@ -31,9 +31,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # The files that take longest (docs/benchmarks/testing.md), run first: with two workers taking whole files in turn,
 # the long ones then overlap instead of one of them finishing alone at the end (longest-first scheduling).
-LONGEST_FIRST = ("test_export.py", "test_faults.py", "test_mobile_export.py", "test_serve.py", "test_scale_out.py",
-                 "test_cli.py", "test_docs.py", "test_qat.py", "test_demo.py", "test_foundation.py", "test_first_hour.py",
-                 "test_zoo.py", "test_video_temporal.py")
+LONGEST_FIRST = ("test_export.py", "test_faults.py", "test_docs.py", "test_cli.py", "test_scale_out.py",
+                 "test_serve.py", "test_foundation.py", "test_demo.py", "test_zoo.py", "test_mobile_export.py",
+                 "test_fuzz.py", "test_video_temporal.py", "test_engine.py")
 
 
 def pytest_collection_modifyitems(config, items):
