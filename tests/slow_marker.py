@@ -4,13 +4,13 @@
 took ``SLOW_SECONDS`` or more in that run, and each fixture whose own set-up did (a trained model, a started
 service). At collection a listed test is marked slow, and so is every test that uses a listed fixture: deselecting
 only the first user of a trained model would move its training to the next one. A test whose set-up was slow with no
-single fixture to blame (several middling ones) is listed itself. The file holds what the recording run saw and
-nothing else: record it on the whole suite (the command above). A test not yet recorded counts as fast.
+single fixture to blame (several middling ones) is listed itself. A partial run (a file, ``-k``, ``-x``) updates
+the lines of what it ran and set up and keeps the others. A test not yet recorded counts as fast.
 """
 
 from __future__ import annotations
 
-import os
+import time
 from pathlib import Path
 
 import pytest
@@ -47,12 +47,14 @@ def read_slow(path: Path) -> set[str]:
 
 class Recorder:
     """Times fixtures where they run (each xdist worker) and collects the reports where they arrive (the controller:
-    pytest-xdist hands it every worker's reports, each with the slow fixtures of its test in user_properties)."""
+    pytest-xdist hands it every worker's reports, each with the set-up times of its test's fixtures in
+    user_properties)."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.item: pytest.Item | None = None
-        self.slow: set[str] = set()
+        self.fixtures: dict[str, float] = {}  # fixture key -> its longest set-up in this run
+        self.tests: dict[str, bool] = {}  # node id of each test that ran -> slow
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
@@ -64,25 +66,31 @@ class Recorder:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef, request):
-        start = os.times().elapsed
-        try:
-            return (yield)
-        finally:
-            if os.times().elapsed - start >= SLOW_SECONDS and self.item is not None:
-                self.item.user_properties.append(("slow_fixture", fixture_key(fixturedef)))
+        start = time.perf_counter()  # the clock of pytest's own durations
+        result = yield  # a fixture that fails is not timed: its users stay in the loop, where the failure shows
+        if self.item is not None:
+            self.item.user_properties.append(("fixture_setup", (fixture_key(fixturedef), time.perf_counter() - start)))
+        return result
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        fixtures = {value for name, value in report.user_properties if name == "slow_fixture"}
-        self.slow.update(FIXTURE + key for key in fixtures)
-        if report.duration >= SLOW_SECONDS and not (report.when == "setup" and fixtures):
-            self.slow.add(report.nodeid)
+        timed = [value for name, value in report.user_properties if name == "fixture_setup"]
+        for key, seconds in timed:
+            self.fixtures[key] = max(seconds, self.fixtures.get(key, 0.0))
+        blamed = report.when == "setup" and any(seconds >= SLOW_SECONDS for _, seconds in timed)
+        slow = report.duration >= SLOW_SECONDS and not blamed
+        self.tests[report.nodeid] = self.tests.get(report.nodeid, False) or slow
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # an xdist worker: its reports went to the controller
             return
         path = slow_list(self.config)
+        # what this run did not set up or run keeps its line: a partial run (-k, a file, -x, Ctrl-C) updates its part
+        kept = {line for line in read_slow(path)
+                if (line[len(FIXTURE):] not in self.fixtures if line.startswith(FIXTURE) else line not in self.tests)}
+        lines = kept | {FIXTURE + key for key, seconds in self.fixtures.items() if seconds >= SLOW_SECONDS}
+        lines |= {nodeid for nodeid, slow in self.tests.items() if slow}
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{line}\n" for line in sorted(self.slow)))
+        tmp.write_text("".join(f"{line}\n" for line in sorted(lines)))
         tmp.replace(path)
 
 
@@ -97,5 +105,6 @@ def mark_slow(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not slow:
         return
     for item in items:
-        if item.nodeid in slow or any(FIXTURE + fixture_key(defs[-1]) in slow for defs in _fixture_defs(item)):
+        # every definition in the chain: an override that requests the slow fixture it overrides is slow too
+        if item.nodeid in slow or any(FIXTURE + fixture_key(d) in slow for defs in _fixture_defs(item) for d in defs):
             item.add_marker(pytest.mark.slow)

@@ -531,6 +531,10 @@ def test_the_service_keeps_clamping_warnings_of_its_answers_only_out_of_the_log(
 
     class Pipeline:  # a metric model's clamping, as Pipeline.result does it
         def stream(self, paths, **options):
+            # meanwhile another thread of the same process predicts (not an answer: its warning stays)
+            other = threading.Thread(target=clamp_depth, args=(ramp, (1e-3, 10.0), "concurrent.png"))
+            other.start()
+            other.join()
             return [clamp_depth(ramp, (1e-3, 10.0), str(path))[1] for path in paths]
 
     create_app(Settings(workdir=str(tmp_path)))  # as `depthforge serve` or an embedding app does
@@ -543,4 +547,5 @@ def test_the_service_keeps_clamping_warnings_of_its_answers_only_out_of_the_log(
     service.close()
     assert [a["above"] for a in answered + after] == [pytest.approx(7 / 12)] * 3  # answered, with the share
     assert re.search(r"outside.png: 16\.7% of pixels below 0.001 m and 58\.3% above 10 m", caplog.text), caplog.text
+    assert caplog.text.count("concurrent.png: 16.7% of pixels below") == 2, caplog.text  # once per run
     assert not re.search("request.png|second.png|later.png", caplog.text), caplog.text
