@@ -94,17 +94,16 @@ class Recorder:
         tmp.replace(path)
 
 
-def _fixture_defs(item) -> list:
+def _fixture_lines(item) -> set[str]:
+    """The slow.txt lines of every fixture definition ``item`` uses, overridden ones too (an override that requests
+    the slow fixture it overrides is slow as well)."""
     info = getattr(item, "_fixtureinfo", None)
-    return [defs for defs in info.name2fixturedefs.values() if defs] if info is not None else []
+    return {FIXTURE + fixture_key(d) for defs in info.name2fixturedefs.values() for d in defs} if info else set()
 
 
 def mark_slow(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The collection hook's part (conftest.py calls it after sorting): mark the listed tests and fixtures' users."""
     slow = read_slow(slow_list(config))
-    if not slow:
-        return
     for item in items:
-        # every definition in the chain: an override that requests the slow fixture it overrides is slow too
-        if item.nodeid in slow or any(FIXTURE + fixture_key(d) in slow for defs in _fixture_defs(item) for d in defs):
+        if item.nodeid in slow or _fixture_lines(item) & slow:
             item.add_marker(pytest.mark.slow)
