@@ -3,6 +3,7 @@ process's files byte for byte, and --skip-existing resumes an interrupted run wi
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -56,6 +57,35 @@ def test_torchrun_shares_write_exactly_the_one_process_files(checkpoint, photos,
     assert proc.stderr.count("notes.jpg (not an image") == 1  # one rank reports it
     written = [line for line in proc.stdout.splitlines() if line.startswith(str(photos))]
     assert len(written) == 7 and len({line.split(" -> ")[0] for line in written}) == 7  # each image once
+
+
+class _Writes(io.StringIO):
+    """A stdout that records each write and each flush (None)."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def write(self, s):
+        self.events.append(s)
+        return super().write(s)
+
+    def flush(self):
+        self.events.append(None)
+        super().flush()
+
+
+def test_each_result_line_is_one_write_then_a_flush(checkpoint, photos, tmp_path, monkeypatch):
+    # torchrun's ranks share one unbuffered stdout: a line written in two parts (tqdm.write: the text, then its
+    # newline) lets another rank's line in between, and a pipe holds unflushed lines until 8 KB or the exit
+    out = _Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["predict", "--checkpoint", str(checkpoint), str(photos), "--out", str(tmp_path), *FLAGS]) == 1
+    events = [e for e in out.events if e != ""]
+    lines = events[::2]
+    assert len(lines) == 7 and all(line.startswith(str(photos)) and line.count("\n") == 1 and line.endswith("\n")
+                                   for line in lines)
+    assert events[1::2] == [None] * 7
 
 
 def test_a_share_of_the_work_is_every_other_batch(checkpoint, photos):

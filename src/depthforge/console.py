@@ -32,6 +32,18 @@ class _ConsoleFormat(logging.Formatter):
         return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
+def print_line(text: str) -> None:
+    """One line of a command's results on stdout in a single write, then flushed: a pipe or a log file has it as
+    it is printed (stdout to a pipe is block-buffered), and torchrun's ranks, unbuffered on one stdout, cannot cut
+    into each other's lines (``tqdm.write`` writes the text and its newline apart). Progress bars are cleared around
+    it."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode():
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 def configure_console(verbosity: int = 0) -> None:
     """One handler, one line per event: Lightning's own handler removed (it printed every INFO line twice next to
     the root's), its advertisement for another logger and a third-party deprecation notice filtered out.

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from depthforge.cli.common import (DEPTH_FORMATS, TTA_SCALES_HELP, UsageError, add_devices_option,
                                    add_source_options, positive_int, relaunch, scales, shard_from_env, source_spec,
                                    subparser)
+from depthforge.console import print_line
 
 
 def add_parser(sub, parents: list) -> None:
@@ -103,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
             failed.append(f"{item.input} ({item.error})")
             continue
         if item.frames is not None:
-            tqdm.write(f"{item.input} -> {item.frames} frames, {item.paths[0]}")
+            print_line(f"{item.input} -> {item.frames} frames, {item.paths[0]}")
             continue
         r = item.result
         unit = "m" if r.kind == "metric" else f"({r.kind})"
-        tqdm.write(f"{item.input} -> {', '.join(str(p) for p in item.paths)}  "
+        print_line(f"{item.input} -> {', '.join(str(p) for p in item.paths)}  "
                    f"(depth {r.depth.min():.3g}..{r.depth.max():.3g} {unit})")
     if shard:  # every rank waits for the others and learns whether any input failed anywhere
         import torch
