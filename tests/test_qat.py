@@ -58,8 +58,26 @@ def test_batch_norms_fold_into_the_convolution_they_follow_and_nothing_else():
         assert net.b.bias is not None  # the batch norm's shift moved into the convolution
 
 
+@pytest.fixture(scope="module", autouse=True)
+def reference_kernels():
+    """NNCF's fake quantisers in its own torch operations (what NNCF runs where it cannot compile), not the C++
+    extension it compiles on first use: that build takes 42 s of CPU in each new virtual environment (about 20 s of
+    the suite's first run on two cores). The claims here (batch norms folded, checkpoints that load and resume,
+    exports that match the fine-tuned model) are depthforge's and hold with either kernel; the same arithmetic
+    (clip, scale, round) either way."""
+    from types import SimpleNamespace
+
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+    from nncf.torch.quantization.reference import torch_executor
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(QuantizedFunctionsCPU, "_loaded_namespace", SimpleNamespace(
+            Quantize_forward=torch_executor.forward, Quantize_backward=torch_executor.backward))
+        yield
+
+
 @pytest.fixture(scope="module")
-def qat_run(tmp_path_factory, tiny40):
+def qat_run(tmp_path_factory, tiny40, reference_kernels):
     from depthforge.cli import main
     from tests.conftest import NARROW, shared_tiny
 

@@ -61,7 +61,7 @@ class Wide(torch.nn.Module):  # 64 channels at full resolution: untiled, a 4000x
         super().__init__()
         self.a = torch.nn.Conv2d(3, 64, 1); self.b = torch.nn.Conv2d(64, 1, 1)
     def forward(self, x):
-        return torch.nn.functional.softplus(self.b(torch.relu(self.a(x))))
+        return torch.nn.functional.softplus(self.b(torch.relu_(self.a(x))))
 image = torch.rand(3, 3000, 4000)
 depth = predict_tiled(Wide().eval(), image, DataConfig(), window=(480, 640))
 assert depth.shape == (3000, 4000) and torch.isfinite(depth).all()
