@@ -68,19 +68,19 @@ def clear_upload(page) -> None:
 
 
 def click_depth(page, fractions: list[tuple[float, float]]) -> str:
-    """Click the depth image at fractions of its size; return the measurement text once it has a distance."""
+    """Click the depth image at fractions of its size, each click once the previous one's answer is shown (the
+    page drops a click that comes while the last one is still being answered); return the last answer."""
     image = page.locator("#depth img").first
     image.wait_for(timeout=30_000)
     box = image.bounding_box()
+    answer = page.locator("#measure textarea")
+    text = answer.input_value()
     for fx, fy in fractions:
+        before = text
         image.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
-        time.sleep(1.0)
-    text = ""
-    for _ in range(60):
-        text = page.locator("#measure textarea").input_value()
-        if "distance" in text:
-            break
-        time.sleep(0.5)
+        deadline = time.time() + 60
+        while (text := answer.input_value()) == before and time.time() < deadline:
+            time.sleep(0.1)
     return text
 
 

@@ -130,14 +130,16 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
     proc = _cli([f"--out={run}", *TINY, "train.epochs=100"])
     last = run / "checkpoints" / "last.ckpt"
     _wait_for(lambda: _step_in(last) >= 4, proc)  # the end of the first epoch wrote last.ckpt at step 4
-    time.sleep(1.0)
+    epoch_end_save = last.stat().st_ino  # written atomically: each save is a new file
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, output[-2000:]  # 128 + SIGTERM, as the README says
     said = re.search(r"checkpoint written to (\S+) at step (\d+)", output)
     assert said, output[-2000:]
-    # The message names the file and the step that is really in it, and that is later than the epoch-end save.
-    assert Path(said.group(1)) == last and int(said.group(2)) == _step_in(last) > 4
+    # The message names the file and the step that is really in it, a file the signal wrote and not the epoch-end
+    # save, whatever step the signal came at (the next save of its own is the second epoch's end, 4 steps later)
+    assert Path(said.group(1)) == last and int(said.group(2)) == _step_in(last) >= 4
+    assert last.stat().st_ino != epoch_end_save
 
 
 def test_no_checkpoint_claimed_before_the_first_step(tmp_path, capsys):

@@ -8,6 +8,7 @@ resize, scaling or layout cannot pass the 1e-4 m tolerances below) is exported o
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -340,3 +341,12 @@ def test_the_web_export_says_where_to_get_onnx_runtime_web(tmp_path, monkeypatch
     (tmp_path / "empty").mkdir()
     with pytest.raises(web.OrtWebError, match="not an onnxruntime-web package"):
         web.find_ort_web(tmp_path / "empty")
+    stalled = tmp_path / "npm"  # an npm whose registry never answers
+    stalled.write_text("#!/bin/sh\nexec sleep 30\n")
+    stalled.chmod(0o755)
+    monkeypatch.setattr(web.shutil, "which", lambda name: str(stalled))
+    monkeypatch.setattr(web, "NPM_TIMEOUT_S", 1)
+    start = time.monotonic()
+    with pytest.raises(web.OrtWebError, match="no answer within 1 s .*--ort-web DIR"):
+        web.find_ort_web()
+    assert time.monotonic() - start < 10 and not (tmp_path / "cache" / "depthforge").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -245,14 +246,20 @@ def png_header_only(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def slow_upload(url: str, seconds: float) -> tuple[int, bytes]:
-    """A client that sends its headers and 100 of the 5000 bytes it announced, then waits: the status and body."""
+def slow_upload(url: str) -> tuple[int, bytes]:
+    """A client that sends its headers and 100 of the 5000 bytes it announced, then waits for the answer: the
+    status and the whole body (read until its Content-Length: the head and the body may come in two writes)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n"
                   + b"\0" * 100)
-        time.sleep(seconds)
-        answer = s.recv(65536)
+        answer = b""
+        while part := s.recv(65536):
+            answer += part
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if sep and length and len(body) >= int(length.group(1)):
+                break
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
 
@@ -290,7 +297,7 @@ def test_hostile_requests_get_a_4xx_with_one_line_and_no_worker_dies(server, pho
         assert answer.status_code == status, (what, answer.text)
         reason = answer.json()["error"]
         assert words in reason and "\n" not in reason, (what, reason)
-    status, body = slow_upload(url, 3.0)
+    status, body = slow_upload(url)
     assert status == 408 and b"--read-timeout" in body
     assert workers(proc) == alive
     assert post(url, good).status_code == 200
@@ -385,6 +392,7 @@ def test_health_is_503_until_the_model_is_loaded(checkpoint, photo, monkeypatch)
         refused = client.post("/predict", files={"image": ("a.png", photo.read_bytes())})  # waited its 2 s
         assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
         assert "still loading" in refused.json()["error"]
+        client.app.state.service.settings.timeout = 60  # the next request waits for the model, however slow
         with ThreadPoolExecutor(1) as pool:  # a request that arrives while the model loads waits for it
             waiting = pool.submit(client.post, "/predict?name=a", files={"image": ("a.png", photo.read_bytes())})
             time.sleep(0.3)
@@ -473,7 +481,7 @@ def test_the_batcher_groups_by_key_and_a_full_batch_does_not_wait_behind_another
         assert [f.result(2) for f in pair] == ["done b1", "done b2"]  # a full batch does not wait behind a1
         assert run.batches == [["z1"], ["b1", "b2"]] and not slow.done()
     batcher.stop()  # stopping runs what is queued without waiting out its window
-    assert slow.result(1) == "done a1" and time.monotonic() - start < 2
+    assert slow.result(1) == "done a1" and time.monotonic() - start < 4  # a1's window was 5 s
 
 
 def test_after_a_batch_of_several_a_request_waits_for_company():
@@ -481,14 +489,14 @@ def test_after_a_batch_of_several_a_request_waits_for_company():
     back waits (up to the timeout) for the others instead of running alone."""
     run = Recorder()
     run.gate.set()
-    batcher = Batcher(run, max_batch=4, timeout=0.5)
+    batcher = Batcher(run, max_batch=4, timeout=2.0)  # a window a stalled test thread cannot outlast
     with batcher.arriving():
         first = [batcher.submit("a", f"a{i}") for i in range(4)]
-    assert [f.result(2) for f in first] == [f"done a{i}" for i in range(4)]
+    assert [f.result(5) for f in first] == [f"done a{i}" for i in range(4)]
     again = batcher.submit("a", "x1")
     time.sleep(0.1)  # the second client is 100 ms later
     second = batcher.submit("a", "x2")
-    assert again.result(2) == "done x1" and second.result(2) == "done x2"
+    assert again.result(5) == "done x1" and second.result(5) == "done x2"
     batcher.stop()
     assert run.batches[1] == ["x1", "x2"]
 

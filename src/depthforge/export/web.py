@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 ORT_WEB_VERSION = "1.30.0"
+NPM_TIMEOUT_S = 600  # npm pack of about 30 MB; a stalled registry must not hang the export
 # What the page loads: the WebAssembly build, and the WebGPU build (which brings its own WebAssembly)
 ORT_WEB_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
                  "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
@@ -50,8 +51,13 @@ def find_ort_web(given: str | Path | None = None) -> Path:
                           "is not installed: install Node.js's npm, or pass --ort-web DIR (an unpacked "
                           "onnxruntime-web package or its .tgz)")
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([npm, "pack", f"onnxruntime-web@{ORT_WEB_VERSION}", "--silent"], cwd=tmp,
-                              capture_output=True, text=True)
+        try:
+            done = subprocess.run([npm, "pack", f"onnxruntime-web@{ORT_WEB_VERSION}", "--silent"], cwd=tmp,
+                                  capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise OrtWebError(f"npm pack onnxruntime-web@{ORT_WEB_VERSION} gave no answer within {NPM_TIMEOUT_S} s "
+                              "(is the npm registry reachable?); pass --ort-web DIR (an unpacked onnxruntime-web "
+                              "package or its .tgz)") from None
         packs = list(Path(tmp).glob("*.tgz"))
         if done.returncode or not packs:
             why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no .tgz written"]
